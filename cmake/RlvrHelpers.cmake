@@ -26,11 +26,22 @@ function(rlvr_test)
     ENVIRONMENT "RLVR_SOURCE_DIR=${CMAKE_SOURCE_DIR};RLVR_BINARY_DIR=${CMAKE_BINARY_DIR}")
 endfunction()
 
-# rlvr_fuzzer(NAME <name> SRCS <files...> DEPS <targets...>)
-#   A libFuzzer target, built only with -DRLVR_FUZZ=ON (clang).
+# rlvr_fuzzer(NAME <name> SRCS <files...> DEPS <targets...> [CORPUS <dir>])
+#   A libFuzzer target, built only with -DRLVR_FUZZ=ON (clang). CORPUS is its committed seed
+#   corpus (default: fuzz_corpus/<name without "fuzz_"> next to the CMakeLists.txt, else
+#   fuzz_corpus/); tools/run_fuzzers.sh reads the list in <build>/fuzzers.txt.
 function(rlvr_fuzzer)
-  cmake_parse_arguments(A "" "NAME" "SRCS;DEPS" ${ARGN})
+  cmake_parse_arguments(A "" "NAME;CORPUS" "SRCS;DEPS" ${ARGN})
+  if(NOT A_CORPUS)
+    string(REGEX REPLACE "^fuzz_" "" short ${A_NAME})
+    if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_corpus/${short})
+      set(A_CORPUS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_corpus/${short})
+    else()
+      set(A_CORPUS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_corpus)
+    endif()
+  endif()
   if(RLVR_FUZZ)
+    file(APPEND ${CMAKE_BINARY_DIR}/fuzzers.txt "${A_NAME} ${A_CORPUS}\n")
     add_executable(${A_NAME} ${A_SRCS})
     target_link_libraries(${A_NAME} PRIVATE ${A_DEPS})
     target_link_options(${A_NAME} PRIVATE -fsanitize=fuzzer)

@@ -2,7 +2,7 @@
 
 namespace rlvr {
 
-absl::Status Annotate(const absl::Status& status, std::string_view prefix) {
+absl::Status Annotate(const absl::Status& status, absl::string_view prefix) {
   if (status.ok() || prefix.empty()) return status;
   return absl::Status(status.code(), absl::StrCat(prefix, ": ", status.message()));
 }

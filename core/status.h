@@ -14,7 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-#include <string_view>
+#include "absl/strings/string_view.h"
 #include <utility>
 
 #include "absl/status/status.h"
@@ -25,7 +25,7 @@ namespace rlvr {
 
 // Returns `status` with `prefix + ": "` prepended to its message, keeping the code.
 // An OK status is returned unchanged.
-absl::Status Annotate(const absl::Status& status, std::string_view prefix);
+absl::Status Annotate(const absl::Status& status, absl::string_view prefix);
 
 namespace internal {
 inline const absl::Status& ToStatus(const absl::Status& s) { return s; }
