@@ -63,7 +63,8 @@ void CollectPaths(const Descriptor* desc, const std::string& prefix, int depth,
   }
 }
 
-std::string Suggest(const Descriptor* desc, absl::string_view key, const Descriptor* root) {
+std::string Suggest(const Descriptor* desc, absl::string_view parent, absl::string_view key,
+                    const Descriptor* root) {
   std::vector<std::pair<int, std::string>> scored;
   for (int i = 0; i < desc->field_count(); ++i) {
     const std::string& name = desc->field(i)->name();
@@ -73,7 +74,7 @@ std::string Suggest(const Descriptor* desc, absl::string_view key, const Descrip
   int limit = std::max<int>(2, static_cast<int>(key.size()) / 3);
   std::vector<std::string> close;
   for (const auto& [d, name] : scored) {
-    if (d <= limit && close.size() < 3) close.push_back(absl::StrCat("'", name, "'"));
+    if (d <= limit && close.size() < 3) close.push_back(absl::StrCat("'", Join(parent, name), "'"));
   }
   // A key that exists elsewhere in the schema (e.g. `group_size` at the top level).
   std::vector<std::string> all;
@@ -130,7 +131,9 @@ absl::Status TypeError(const Walker& w, const YAML::Node& node, const std::strin
   if (f->is_repeated() && !f->is_map() && !repeated_element) {
     expected = absl::StrCat("a list of ", f->type() == FieldDescriptor::TYPE_MESSAGE
                                               ? std::string("mappings")
-                                              : absl::StrCat(TypeName(f), "s"));
+                                              : absl::StrCat(std::string(TypeName(f)).substr(
+                                                                 TypeName(f)[1] == 'n' ? 3 : 2),
+                                                             "s"));
   }
   return absl::InvalidArgumentError(
       absl::StrCat(w.Where(node), ": ", path, ": expected ", expected, ", got ", got));
@@ -323,7 +326,7 @@ absl::Status MergeMessage(Walker& w, const YAML::Node& node, const std::string& 
     const FieldDescriptor* f = desc->FindFieldByName(key);
     if (f == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat(w.Where(kv.first), ": unknown key '", key_path,
-                                                     "'", Suggest(desc, key, root)));
+                                                     "'", Suggest(desc, path, key, root)));
     }
     if (!seen.insert(key).second) {
       return absl::InvalidArgumentError(
@@ -555,7 +558,7 @@ absl::Status ApplyOverride(absl::string_view override_text, google::protobuf::Me
       const FieldDescriptor* f = desc->FindFieldByName(part);
       if (f == nullptr) {
         return absl::InvalidArgumentError(absl::StrCat(source, ": unknown key '", Join(path, part),
-                                                       "'", Suggest(desc, part, root)));
+                                                       "'", Suggest(desc, path, part, root)));
       }
       path = Join(path, part);
       bool last = i + 1 == parts.size();

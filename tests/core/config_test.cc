@@ -58,76 +58,76 @@ TEST(ConfigTest, UnknownKeyNamesFileLineAndClosestKey) {
   auto c = FromText("seed: 1\ngrpo:\n  gruop_size: 16\n", "config.yaml");
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(c.status().message(), HasSubstr("config.yaml:3"));
-  EXPECT_THAT(c.status().message(), HasSubstr("grpo.gruop_size"));
-  EXPECT_THAT(c.status().message(), HasSubstr("did you mean 'group_size'"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("config.yaml:3"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("grpo.gruop_size"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("did you mean 'grpo.group_size'"));
 }
 
 TEST(ConfigTest, KeyAtWrongLevelSuggestsFullPath) {
   auto c = FromText("group_size: 16\n", "config.yaml");
   ASSERT_FALSE(c.ok());
-  EXPECT_THAT(c.status().message(), HasSubstr("'grpo.group_size'"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("'grpo.group_size'"));
 }
 
 TEST(ConfigTest, WrongTypeNamesKeyAndExpectedType) {
   auto c = FromText("grpo:\n  group_size: lots\n", "config.yaml");
   ASSERT_FALSE(c.ok());
-  EXPECT_THAT(c.status().message(), HasSubstr("config.yaml:2"));
-  EXPECT_THAT(c.status().message(), HasSubstr("grpo.group_size: expected an integer, got 'lots'"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("config.yaml:2"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("grpo.group_size: expected an integer, got 'lots'"));
 
   c = FromText("grpo:\n  group_size: 2.5\n", "c.yaml");
   ASSERT_FALSE(c.ok());
-  EXPECT_THAT(c.status().message(), HasSubstr("expected an integer"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("expected an integer"));
 
   c = FromText("optimizer:\n  lr: fast\n", "c.yaml");
   ASSERT_FALSE(c.ok());
-  EXPECT_THAT(c.status().message(), HasSubstr("optimizer.lr: expected a number"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("optimizer.lr: expected a number"));
 
   c = FromText("grpo:\n  dynamic_sampling: maybe\n", "c.yaml");
   ASSERT_FALSE(c.ok());
-  EXPECT_THAT(c.status().message(), HasSubstr("expected a boolean"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("expected a boolean"));
 
   c = FromText("grpo: 3\n", "c.yaml");
   ASSERT_FALSE(c.ok());
-  EXPECT_THAT(c.status().message(), HasSubstr("grpo: expected a mapping"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("grpo: expected a mapping"));
 
   c = FromText("rollout:\n  stop: \"</answer>\"\n", "c.yaml");
   ASSERT_FALSE(c.ok());
-  EXPECT_THAT(c.status().message(), HasSubstr("rollout.stop: expected a list of strings"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("rollout.stop: expected a list of strings"));
 
   c = FromText("seed: -1\n", "c.yaml");
   ASSERT_FALSE(c.ok());
-  EXPECT_THAT(c.status().message(), HasSubstr("seed: expected a non-negative integer"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("seed: expected a non-negative integer"));
 
   c = FromText("grpo:\n  group_size: 99999999999\n", "c.yaml");
   ASSERT_FALSE(c.ok());
-  EXPECT_THAT(c.status().message(), HasSubstr("out of range"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("out of range"));
 }
 
 TEST(ConfigTest, SyntaxErrorNamesLine) {
   auto c = FromText("grpo:\n  group_size: [1, 2\n", "bad.yaml");
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(c.status().message(), HasSubstr("bad.yaml:"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("bad.yaml:"));
 }
 
 TEST(ConfigTest, DuplicateKeyIsAnError) {
   auto c = FromText("seed: 1\nseed: 2\n", "dup.yaml");
   ASSERT_FALSE(c.ok());
-  EXPECT_THAT(c.status().message(), HasSubstr("dup.yaml:2: duplicate key 'seed'"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("dup.yaml:2: duplicate key 'seed'"));
 }
 
 TEST(ConfigTest, DocumentMustBeAMapping) {
   auto c = FromText("- 1\n- 2\n", "list.yaml");
   ASSERT_FALSE(c.ok());
-  EXPECT_THAT(c.status().message(), HasSubstr("expected a mapping"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("expected a mapping"));
 }
 
 TEST(ConfigTest, DeepNestingIsRefusedWithoutCrashing) {
   std::string deep(100000, '[');
   auto c = FromText(deep, "deep.yaml");
   ASSERT_FALSE(c.ok());
-  EXPECT_THAT(c.status().message(), HasSubstr("nesting too deep"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("nesting too deep"));
   std::string dashes;
   for (int i = 0; i < 500; ++i) dashes += "- ";
   c = FromText(dashes + "x\n", "dash.yaml");
@@ -167,20 +167,20 @@ TEST(ConfigTest, BadOverrides) {
   proto::RunConfig c = DefaultRunConfig();
   absl::Status s = ApplyOverride("grpo.gruop_size=16", &c);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(s.message(), HasSubstr("did you mean 'group_size'"));
-  EXPECT_THAT(s.message(), HasSubstr("override 'grpo.gruop_size=16'"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("did you mean 'grpo.group_size'"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("override 'grpo.gruop_size=16'"));
 
   s = ApplyOverride("grpo.group_size", &c);
-  EXPECT_THAT(s.message(), HasSubstr("expected dotted.key=value"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("expected dotted.key=value"));
 
   s = ApplyOverride("grpo.group_size=abc", &c);
-  EXPECT_THAT(s.message(), HasSubstr("grpo.group_size: expected an integer"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("grpo.group_size: expected an integer"));
 
   s = ApplyOverride("seed.x=1", &c);
-  EXPECT_THAT(s.message(), HasSubstr("has no field 'x'"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("has no field 'x'"));
 
   s = ApplyOverride("reward.verifiers.9.weight=1", &c);
-  EXPECT_THAT(s.message(), HasSubstr("is a list with 1 elements"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("is a list with 1 elements"));
 }
 
 TEST(ConfigTest, YamlRoundTripIsExact) {
@@ -198,15 +198,15 @@ TEST(ConfigTest, YamlRoundTripIsExact) {
 TEST(ConfigTest, ValidationNamesTheKey) {
   auto c = LoadRunConfig("", {"grpo.prompts_per_step=30", "grpo.mini_batches=4"});
   ASSERT_FALSE(c.ok());
-  EXPECT_THAT(c.status().message(), HasSubstr("grpo.mini_batches"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("grpo.mini_batches"));
 
   c = LoadRunConfig("", {"grpo.loss_agg_mode=mean"});
   ASSERT_FALSE(c.ok());
-  EXPECT_THAT(c.status().message(), HasSubstr("grpo.loss_agg_mode: 'mean' is not one of"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("grpo.loss_agg_mode: 'mean' is not one of"));
 
   c = LoadRunConfig("", {"grpo.group_size=0"});
   ASSERT_FALSE(c.ok());
-  EXPECT_THAT(c.status().message(), HasSubstr("grpo.group_size: must be positive"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("grpo.group_size: must be positive"));
 
   c = LoadRunConfig("", {});
   ASSERT_TRUE(c.ok()) << c.status();
@@ -216,7 +216,7 @@ TEST(ConfigTest, MissingFileIsNotFound) {
   auto c = LoadRunConfig("/nonexistent/run.yaml", {});
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(c.status().message(), HasSubstr("/nonexistent/run.yaml"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("/nonexistent/run.yaml"));
 }
 
 TEST(ConfigTest, ExampleConfigsLoad) {

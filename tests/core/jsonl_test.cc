@@ -36,7 +36,7 @@ TEST(JsonlTest, BadLineNamesFileAndLine) {
   auto records = ReadJsonl(path);
   ASSERT_FALSE(records.ok());
   EXPECT_EQ(records.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(records.status().message(), HasSubstr(path + ":4: not valid JSON"));
+  EXPECT_THAT(std::string(records.status().message()), HasSubstr(path + ":4: not valid JSON"));
 
   JsonlReadOptions skip;
   skip.skip_bad_lines = true;
@@ -60,7 +60,7 @@ TEST(JsonlTest, NonObjectLineIsAnError) {
   WriteText(path, "[1, 2]\n");
   auto records = ReadJsonl(path);
   ASSERT_FALSE(records.ok());
-  EXPECT_THAT(records.status().message(), HasSubstr(":1: not a JSON object"));
+  EXPECT_THAT(std::string(records.status().message()), HasSubstr(":1: not a JSON object"));
   std::remove(path.c_str());
 }
 
