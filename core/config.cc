@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -393,14 +394,27 @@ absl::StatusOr<YAML::Node> ParseYaml(absl::string_view text, absl::string_view s
         absl::StrCat(source, ": larger than ", kMaxConfigBytes, " bytes"));
   }
   RLVR_RETURN_IF_ERROR(CheckNesting(text, source));
-  try {
-    std::vector<YAML::Node> docs = YAML::LoadAll(std::string(text));
-    if (docs.size() > 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(source, ": holds ", docs.size(), " YAML documents; expected one"));
+  // YAML::LoadAll loops forever on some malformed input (found by fuzz_config), so the first
+  // document is parsed with YAML::Load and further documents are detected by their marker.
+  bool content = false;
+  int line = 0;
+  for (absl::string_view l : absl::StrSplit(text, '\n')) {
+    ++line;
+    absl::string_view t = absl::StripAsciiWhitespace(l);
+    if (t.empty() || t[0] == '#' || t[0] == '%') continue;
+    if (absl::StartsWith(l, "---") && content) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          source, ":", line, ": a second YAML document starts here; expected one"));
     }
-    if (docs.empty()) return YAML::Node(YAML::NodeType::Null);
-    return docs[0];
+    if (!absl::StartsWith(l, "---")) content = true;
+  }
+  try {
+    YAML::Node doc = YAML::Load(std::string(text));
+    if (doc.IsNull() && content) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": not a YAML or JSON mapping of keys"));
+    }
+    return doc;
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(source, ":", e.mark.line + 1, ":",
                                                    e.mark.column + 1, ": ", e.msg));

@@ -134,6 +134,18 @@ TEST(ConfigTest, DeepNestingIsRefusedWithoutCrashing) {
   ASSERT_FALSE(c.ok());
 }
 
+TEST(ConfigTest, MultipleDocumentsAndJunkAreErrors) {
+  auto c = FromText("seed: 1\n---\nseed: 2\n", "two.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("two.yaml:2: a second YAML document"));
+  // This input made yaml-cpp's LoadAll loop forever (found by fuzz_config).
+  c = FromText(",s", "junk.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("junk.yaml: not a YAML or JSON mapping"));
+  c = FromText("---\n# comment only\n", "c.yaml");
+  EXPECT_TRUE(c.ok()) << c.status();
+}
+
 TEST(ConfigTest, EmptyFileKeepsDefaults) {
   auto c = FromText("", "empty.yaml");
   ASSERT_TRUE(c.ok()) << c.status();
