@@ -35,7 +35,8 @@ TEST(ReportTest, PlotsEveryNumericMetric) {
   EXPECT_THAT(*html, ::testing::Not(HasSubstr("note")));
   EXPECT_THAT(*html, HasSubstr("&lt;script&gt;"));  // escaped
   EXPECT_THAT(*html, HasSubstr("\\boxed{4}"));
-  // Self-contained: nothing loaded from elsewhere, no scripts.
+  EXPECT_THAT(*html, ::testing::Not(HasSubstr("src=")));  // self-contained
+  EXPECT_THAT(*html, ::testing::Not(HasSubstr("<script")));
   EXPECT_THAT(*html, ::testing::Not(HasSubstr("src=")));
   EXPECT_THAT(*html, ::testing::Not(HasSubstr("href=")));
   EXPECT_THAT(*html, ::testing::Not(HasSubstr("<script")));
