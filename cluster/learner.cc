@@ -1,0 +1,225 @@
+#include "cluster/learner.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "core/status.h"
+
+namespace rlvr::cluster {
+
+namespace losses = policy::losses;
+
+int64_t TokenBatch::num_target_tokens() const {
+  int64_t n = 0;
+  for (uint8_t m : mask) n += m != 0;
+  return n;
+}
+
+absl::StatusOr<TokenBatch> MakeTokenBatch(const std::vector<std::vector<int32_t>>& prompts,
+                                          const std::vector<std::vector<int32_t>>& completions) {
+  if (prompts.size() != completions.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("batch: ", prompts.size(), " prompts but ",
+                                                   completions.size(), " completions"));
+  }
+  TokenBatch b;
+  b.B = static_cast<int64_t>(prompts.size());
+  for (int64_t i = 0; i < b.B; ++i) {
+    if (prompts[i].empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("batch: row ", i, " has an empty prompt"));
+    }
+    b.T = std::max<int64_t>(b.T, prompts[i].size() + completions[i].size());
+  }
+  b.ids.assign(b.B * b.T, 0);
+  b.targets.assign(b.B * b.T, -1);
+  b.mask.assign(b.B * b.T, 0);
+  b.prompt_len.resize(b.B);
+  b.completion_len.resize(b.B);
+  for (int64_t i = 0; i < b.B; ++i) {
+    const auto& p = prompts[i];
+    const auto& c = completions[i];
+    int64_t P = static_cast<int64_t>(p.size()), L = static_cast<int64_t>(c.size());
+    b.prompt_len[i] = P;
+    b.completion_len[i] = L;
+    int32_t* row = b.ids.data() + i * b.T;
+    std::copy(p.begin(), p.end(), row);
+    std::copy(c.begin(), c.end(), row + P);
+    for (int64_t j = 0; j < L; ++j) {
+      b.targets[i * b.T + P + j - 1] = c[j];
+      b.mask[i * b.T + P + j - 1] = 1;
+    }
+  }
+  return b;
+}
+
+TokenBatch SliceRows(const TokenBatch& batch, int64_t begin, int64_t end) {
+  TokenBatch s;
+  s.B = end - begin;
+  for (int64_t i = begin; i < end; ++i) {
+    s.T = std::max(s.T, batch.prompt_len[i] + batch.completion_len[i]);
+  }
+  s.ids.assign(s.B * s.T, 0);
+  s.targets.assign(s.B * s.T, -1);
+  s.mask.assign(s.B * s.T, 0);
+  for (int64_t i = begin; i < end; ++i) {
+    int64_t r = i - begin;
+    std::copy_n(batch.ids.data() + i * batch.T, s.T, s.ids.data() + r * s.T);
+    std::copy_n(batch.targets.data() + i * batch.T, s.T, s.targets.data() + r * s.T);
+    std::copy_n(batch.mask.data() + i * batch.T, s.T, s.mask.data() + r * s.T);
+    s.prompt_len.push_back(batch.prompt_len[i]);
+    s.completion_len.push_back(batch.completion_len[i]);
+  }
+  return s;
+}
+
+namespace {
+
+// Copies rows [begin, end) of a [B, T] array into a [rows, t_out] array.
+std::vector<float> SliceValues(const std::vector<float>& v, int64_t T, int64_t begin, int64_t end,
+                               int64_t t_out) {
+  std::vector<float> out((end - begin) * t_out, 0.0f);
+  if (v.empty()) return {};
+  for (int64_t i = begin; i < end; ++i) {
+    std::copy_n(v.data() + i * T, t_out, out.data() + (i - begin) * t_out);
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<float>> Learner::LogProbs(const TokenBatch& batch,
+                                                     std::vector<float>* entropy) {
+  RLVR_RETURN_IF_ERROR(model_->Forward(batch.ids.data(), batch.B, batch.T), "learner forward");
+  std::vector<float> logp(batch.B * batch.T);
+  if (entropy != nullptr) entropy->assign(batch.B * batch.T, 0.0f);
+  RLVR_RETURN_IF_ERROR(model_->TokenLogProbs(batch.targets.data(), logp.data(),
+                                             entropy != nullptr ? entropy->data() : nullptr));
+  return logp;
+}
+
+absl::StatusOr<GrpoUpdateStats> Learner::GrpoUpdate(const TokenBatch& batch,
+                                                    const std::vector<float>& advantages,
+                                                    const std::vector<float>& logp_old,
+                                                    const std::vector<float>& logp_ref,
+                                                    const GrpoUpdateOptions& options) {
+  const int64_t n = batch.B * batch.T;
+  if (static_cast<int64_t>(advantages.size()) != n ||
+      (!logp_old.empty() && static_cast<int64_t>(logp_old.size()) != n) ||
+      (!logp_ref.empty() && static_cast<int64_t>(logp_ref.size()) != n)) {
+    return absl::InvalidArgumentError("GrpoUpdate: advantages/logprobs are not [B, T]");
+  }
+  if (options.loss.kl_coef != 0 && logp_ref.empty()) {
+    return absl::InvalidArgumentError("GrpoUpdate: kl_coef != 0 needs reference logprobs");
+  }
+  if (options.mini_batches < 1 || options.ppo_epochs < 1 || options.group_size < 1 ||
+      batch.B % (options.mini_batches * options.group_size) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "grpo.mini_batches: ", options.mini_batches, " mini-batches of whole groups of ",
+        options.group_size, " do not divide a batch of ", batch.B, " samples"));
+  }
+  const int64_t steps = options.mini_batches * options.ppo_epochs;
+  std::vector<float> old = logp_old;
+  if (old.empty() && steps > 1) {
+    RLVR_ASSIGN_OR_RETURN(old, LogProbs(batch), "recomputing old logprobs");
+  }
+  GrpoUpdateStats stats;
+  const int64_t rows = batch.B / options.mini_batches;
+  double token_weight = 0, clip = 0, ratio = 0, akl = 0, kl = 0, ent = 0, gnorm = 0, aux = 0;
+  for (int64_t epoch = 0; epoch < options.ppo_epochs; ++epoch) {
+    for (int64_t mb = 0; mb < options.mini_batches; ++mb) {
+      TokenBatch part = SliceRows(batch, mb * rows, (mb + 1) * rows);
+      const int64_t pn = part.B * part.T;
+      std::vector<float> adv = SliceValues(advantages, batch.T, mb * rows, (mb + 1) * rows, part.T);
+      std::vector<float> ref = SliceValues(logp_ref, batch.T, mb * rows, (mb + 1) * rows, part.T);
+      model_->ZeroGrads();
+      RLVR_RETURN_IF_ERROR(model_->Forward(part.ids.data(), part.B, part.T), "learner forward");
+      std::vector<float> logp(pn), entropy(pn);
+      RLVR_RETURN_IF_ERROR(
+          model_->TokenLogProbs(part.targets.data(), logp.data(), entropy.data()));
+      // One step per batch: the old policy is the current one, bit for bit.
+      std::vector<float> part_old =
+          old.empty() ? logp : SliceValues(old, batch.T, mb * rows, (mb + 1) * rows, part.T);
+      losses::PolicyLossBatch<float> lb;
+      lb.batch = part.B;
+      lb.seq_len = part.T;
+      lb.logp_new = logp;
+      lb.logp_old = part_old;
+      lb.logp_ref = ref;
+      lb.advantages = adv;
+      lb.mask = part.mask;
+      lb.entropy = entropy;
+      RLVR_ASSIGN_OR_RETURN(auto out, losses::ComputePolicyLoss(options.loss, lb));
+      stats.tokens += pn;
+      const double w = static_cast<double>(out.stats.num_tokens);
+      token_weight += w;
+      clip += out.stats.clip_frac * w;
+      ratio += out.stats.ratio_mean * w;
+      akl += out.stats.approx_kl * w;
+      kl += out.stats.kl_loss * w;
+      ent += out.stats.entropy * w;
+      stats.loss = out.loss;
+      stats.loss_stats = out.stats;
+      if (out.stats.nonfinite > 0 || !std::isfinite(out.loss)) {
+        ++stats.skipped_steps;
+        continue;
+      }
+      RLVR_RETURN_IF_ERROR(model_->Backward(out.grad_logp_new.data(), nullptr,
+                                            options.aux_loss_coef),
+                           "learner backward");
+      aux += model_->aux_loss();
+      policy::StepStats step = optimizer_->Step();
+      if (step.skipped) {
+        ++stats.skipped_steps;
+        continue;
+      }
+      if (options.bias_update_rate > 0) model_->UpdateCorrectionBias(options.bias_update_rate);
+      ++stats.optimizer_steps;
+      gnorm += step.grad_norm;
+      stats.lr = step.lr;
+    }
+  }
+  if (token_weight > 0) {
+    stats.clip_frac = clip / token_weight;
+    stats.ratio_mean = ratio / token_weight;
+    stats.approx_kl = akl / token_weight;
+    stats.kl = kl / token_weight;
+    stats.entropy = ent / token_weight;
+  }
+  if (stats.optimizer_steps > 0) {
+    stats.grad_norm = gnorm / stats.optimizer_steps;
+    stats.aux_loss = aux / stats.optimizer_steps;
+  }
+  for (const auto& layer : model_->moe_stats()) stats.expert_load.push_back(layer.expert_count);
+  return stats;
+}
+
+absl::StatusOr<double> Learner::SftUpdate(const TokenBatch& batch, double aux_loss_coef,
+                                          bool* skipped) {
+  if (skipped != nullptr) *skipped = false;
+  const int64_t n = batch.B * batch.T;
+  const int64_t targets = batch.num_target_tokens();
+  if (targets == 0) return absl::InvalidArgumentError("sft: batch has no completion tokens");
+  model_->ZeroGrads();
+  RLVR_RETURN_IF_ERROR(model_->Forward(batch.ids.data(), batch.B, batch.T), "sft forward");
+  std::vector<float> logp(n);
+  RLVR_RETURN_IF_ERROR(model_->TokenLogProbs(batch.targets.data(), logp.data(), nullptr));
+  double loss = 0;
+  std::vector<float> dlogp(n, 0.0f);
+  const float scale = -1.0f / static_cast<float>(targets);
+  for (int64_t i = 0; i < n; ++i) {
+    if (batch.mask[i] == 0) continue;
+    loss -= logp[i];
+    dlogp[i] = scale;
+  }
+  loss /= static_cast<double>(targets);
+  if (!std::isfinite(loss)) {
+    if (skipped != nullptr) *skipped = true;
+    return loss;
+  }
+  RLVR_RETURN_IF_ERROR(model_->Backward(dlogp.data(), nullptr, aux_loss_coef), "sft backward");
+  policy::StepStats step = optimizer_->Step();
+  if (step.skipped && skipped != nullptr) *skipped = true;
+  return loss;
+}
+
+}  // namespace rlvr::cluster

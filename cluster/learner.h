@@ -1,0 +1,107 @@
+// The learner: turns (prompt, completion) token sequences into padded batches and runs the
+// model's forward/backward and the optimizer for the GRPO and SFT objectives.
+//
+// Layout of a TokenBatch ([B, T] row-major, right-padded): row b holds prompt + completion
+// tokens; position t predicts token t+1, so the logprob of completion token j (at position
+// p + j, p = prompt length) lives at index p + j - 1. `mask` marks exactly those indices.
+//
+// GRPO step (GrpoUpdate): the batch is split in `mini_batches` parts of whole groups; each part
+// runs forward -> per-token logprobs -> ComputePolicyLoss -> backward -> AdamW step, for
+// `ppo_epochs` passes. The behaviour ("old") logprobs are either given (the rollout's, for the
+// overlapped mode where the policy may have moved on) or, when the batch takes exactly one
+// optimizer step, taken from the same forward that is differentiated, so the importance ratio
+// is exactly 1 and the clip fraction 0 on-policy; with several steps they are recomputed by a
+// forward of the current weights before the first update (veRL's recomputed old_log_prob).
+//
+// Not thread-safe; the model and optimizer are borrowed and must outlive the learner.
+#ifndef RLVR_CLUSTER_LEARNER_H_
+#define RLVR_CLUSTER_LEARNER_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "policy/losses/policy_loss.h"
+#include "policy/model/model.h"
+#include "policy/optim/adamw.h"
+
+namespace rlvr::cluster {
+
+struct TokenBatch {
+  int64_t B = 0;
+  int64_t T = 0;
+  std::vector<int32_t> ids;      // [B, T], padding 0
+  std::vector<int32_t> targets;  // [B, T], the next token where mask is set, else -1
+  std::vector<uint8_t> mask;     // [B, T]
+  std::vector<int64_t> prompt_len;      // [B]
+  std::vector<int64_t> completion_len;  // [B]
+  int64_t num_target_tokens() const;
+};
+
+// Builds a batch. Every prompt must be non-empty; a completion may be empty (it then has no
+// target tokens). InvalidArgument if the sizes differ.
+absl::StatusOr<TokenBatch> MakeTokenBatch(const std::vector<std::vector<int32_t>>& prompts,
+                                          const std::vector<std::vector<int32_t>>& completions);
+
+// Rows [begin, end) of a batch, re-padded to their own longest row.
+TokenBatch SliceRows(const TokenBatch& batch, int64_t begin, int64_t end);
+
+struct GrpoUpdateOptions {
+  policy::losses::PolicyLossConfig loss;
+  int64_t group_size = 1;
+  int64_t mini_batches = 1;
+  int64_t ppo_epochs = 1;
+  double aux_loss_coef = 0.0;      // weight of the MoE load-balancing loss
+  double bias_update_rate = 0.0;   // aux-loss-free balancing (DeepSeek-V3), 0 = off
+};
+
+struct GrpoUpdateStats {
+  double loss = 0;
+  policy::losses::PolicyLossStats loss_stats;  // of the last mini-batch, accumulated below
+  double clip_frac = 0;        // token-weighted over all mini-batches
+  double ratio_mean = 0;
+  double approx_kl = 0;
+  double kl = 0;               // KL-to-reference estimator (token mean), if kl_coef != 0
+  double entropy = 0;          // token mean of the policy entropy
+  double grad_norm = 0;        // mean over optimizer steps
+  double lr = 0;
+  double aux_loss = 0;
+  int64_t optimizer_steps = 0;
+  int64_t skipped_steps = 0;   // non-finite loss or gradient: the update was not applied
+  int64_t tokens = 0;          // tokens forwarded (all rows x padded length)
+  std::vector<std::vector<int64_t>> expert_load;  // [moe layer][E] of the last forward
+};
+
+class Learner {
+ public:
+  Learner(policy::CausalLM<float>* model, policy::AdamW* optimizer)
+      : model_(model), optimizer_(optimizer) {}
+
+  // Per-token logprobs [B, T] (0 outside the mask) of the batch under the current weights, and
+  // the entropies if `entropy` is non-null. No gradients.
+  absl::StatusOr<std::vector<float>> LogProbs(const TokenBatch& batch,
+                                              std::vector<float>* entropy = nullptr);
+
+  // One GRPO update (see the file comment). advantages: [B, T] (0 outside the mask).
+  // logp_old: [B, T] behaviour logprobs, or empty (recomputed, see above). logp_ref: [B, T]
+  // reference logprobs, required when loss.kl_coef != 0.
+  absl::StatusOr<GrpoUpdateStats> GrpoUpdate(const TokenBatch& batch,
+                                             const std::vector<float>& advantages,
+                                             const std::vector<float>& logp_old,
+                                             const std::vector<float>& logp_ref,
+                                             const GrpoUpdateOptions& options);
+
+  // One SFT step: minimizes the mean negative logprob of the target tokens. Returns that loss
+  // (before the update). A non-finite loss skips the update (counted in *skipped).
+  absl::StatusOr<double> SftUpdate(const TokenBatch& batch, double aux_loss_coef,
+                                   bool* skipped = nullptr);
+
+ private:
+  policy::CausalLM<float>* model_;
+  policy::AdamW* optimizer_;
+};
+
+}  // namespace rlvr::cluster
+
+#endif  // RLVR_CLUSTER_LEARNER_H_

@@ -1,0 +1,196 @@
+#include "kernels/attention.h"
+
+#include <omp.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "core/status.h"
+#include "kernels/matmul.h"
+
+namespace rlvr::kernels {
+namespace {
+// Multiply-adds below which a parallel region costs more than it saves.
+constexpr int64_t kParallelWork = int64_t{1} << 18;
+}  // namespace
+
+template <typename T>
+void AttentionForward(const T* q, const T* k, const T* v, int64_t B, int64_t Tn, int64_t H,
+                      int64_t Hkv, int64_t D, double scale, T* out, T* lse) {
+  RLVR_CHECK(Hkv > 0 && H % Hkv == 0, "attention heads ", H, " not a multiple of kv heads ", Hkv);
+  const int64_t group = H / Hkv;
+  const int64_t ldq = H * D, ldk = Hkv * D;
+  const T sc = static_cast<T>(scale);
+  const int64_t pairs = B * Hkv;
+#pragma omp parallel if (pairs > 1 && pairs * group * Tn * Tn * D >= kParallelWork)
+  {
+    std::vector<T> S(Tn * Tn);
+#pragma omp for schedule(dynamic)
+    for (int64_t pg = 0; pg < pairs; ++pg) {
+      const int64_t b = pg / Hkv, g = pg % Hkv;
+      const T* kb = k + b * Tn * ldk + g * D;
+      const T* vb = v + b * Tn * ldk + g * D;
+      for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+        const T* qb = q + b * Tn * ldq + h * D;
+        Gemm<T>(false, true, Tn, Tn, D, sc, qb, ldq, kb, ldk, T(0), S.data(), Tn);
+        T* lse_bh = lse + (b * H + h) * Tn;
+        for (int64_t t = 0; t < Tn; ++t) {
+          T* row = S.data() + t * Tn;
+          T m = -std::numeric_limits<T>::infinity();
+          for (int64_t s = 0; s <= t; ++s) m = std::max(m, row[s]);
+          T sum = 0;
+          for (int64_t s = 0; s <= t; ++s) {
+            row[s] = std::exp(row[s] - m);
+            sum += row[s];
+          }
+          const T inv = T(1) / sum;
+          for (int64_t s = 0; s <= t; ++s) row[s] *= inv;
+          for (int64_t s = t + 1; s < Tn; ++s) row[s] = 0;
+          lse_bh[t] = m + std::log(sum);
+        }
+        Gemm<T>(false, false, Tn, D, Tn, T(1), S.data(), Tn, vb, ldk, T(0),
+                out + b * Tn * ldq + h * D, ldq);
+      }
+    }
+  }
+}
+
+template <typename T>
+void AttentionBackward(const T* dout, const T* q, const T* k, const T* v, const T* out,
+                       const T* lse, int64_t B, int64_t Tn, int64_t H, int64_t Hkv, int64_t D,
+                       double scale, T* dq, T* dk, T* dv) {
+  const int64_t group = H / Hkv;
+  const int64_t ldq = H * D, ldk = Hkv * D;
+  const T sc = static_cast<T>(scale);
+  const int64_t pairs = B * Hkv;
+#pragma omp parallel if (pairs > 1 && pairs * group * Tn * Tn * D >= kParallelWork)
+  {
+    std::vector<T> P(Tn * Tn), dP(Tn * Tn), Di(Tn);
+#pragma omp for schedule(dynamic)
+    for (int64_t pg = 0; pg < pairs; ++pg) {
+      const int64_t b = pg / Hkv, g = pg % Hkv;
+      const T* kb = k + b * Tn * ldk + g * D;
+      const T* vb = v + b * Tn * ldk + g * D;
+      T* dkb = dk + b * Tn * ldk + g * D;
+      T* dvb = dv + b * Tn * ldk + g * D;
+      for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+        const int64_t off = b * Tn * ldq + h * D;
+        const T* lse_bh = lse + (b * H + h) * Tn;
+        // Recompute the probabilities from the saved log-sum-exp.
+        Gemm<T>(false, true, Tn, Tn, D, sc, q + off, ldq, kb, ldk, T(0), P.data(), Tn);
+        for (int64_t t = 0; t < Tn; ++t) {
+          T* row = P.data() + t * Tn;
+          for (int64_t s = 0; s <= t; ++s) row[s] = std::exp(row[s] - lse_bh[t]);
+          for (int64_t s = t + 1; s < Tn; ++s) row[s] = 0;
+          // D_t = sum_d dO O = sum_s P dP: the softmax backward's row dot product.
+          T acc = 0;
+          const T* o_t = out + off + t * ldq;
+          const T* do_t = dout + off + t * ldq;
+          for (int64_t d = 0; d < D; ++d) acc += o_t[d] * do_t[d];
+          Di[t] = acc;
+        }
+        // dV += P^T dO
+        Gemm<T>(true, false, Tn, D, Tn, T(1), P.data(), Tn, dout + off, ldq, T(1), dvb, ldk);
+        // dP = dO V^T, then dS = P (dP - D_t), stored in dP.
+        Gemm<T>(false, true, Tn, Tn, D, T(1), dout + off, ldq, vb, ldk, T(0), dP.data(), Tn);
+        for (int64_t t = 0; t < Tn; ++t) {
+          const T* pr = P.data() + t * Tn;
+          T* dr = dP.data() + t * Tn;
+          for (int64_t s = 0; s <= t; ++s) dr[s] = pr[s] * (dr[s] - Di[t]);
+          for (int64_t s = t + 1; s < Tn; ++s) dr[s] = 0;
+        }
+        // dQ += scale dS K; dK += scale dS^T Q
+        Gemm<T>(false, false, Tn, D, Tn, sc, dP.data(), Tn, kb, ldk, T(1), dq + off, ldq);
+        Gemm<T>(true, false, Tn, D, Tn, sc, dP.data(), Tn, q + off, ldq, T(1), dkb, ldk);
+      }
+    }
+  }
+}
+
+template <typename T>
+void KvCacheWrite(const T* k_new, const T* v_new, const int32_t* positions, int64_t B,
+                  int64_t Tn, int64_t Hkv, int64_t D, std::span<const KvCacheView<T>> caches) {
+  RLVR_CHECK(static_cast<int64_t>(caches.size()) == B, "KvCacheWrite: ", caches.size(),
+             " caches for batch ", B);
+  const int64_t row = Hkv * D;
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t t = 0; t < Tn; ++t) {
+      const int64_t p = positions[b * Tn + t];
+      RLVR_CHECK(p >= 0 && p < caches[b].capacity(), "KV cache position ", p, " outside [0, ",
+                 caches[b].capacity(), ")");
+      const T* ks = k_new + (b * Tn + t) * row;
+      const T* vs = v_new + (b * Tn + t) * row;
+      T* kd = caches[b].k_row(p, row);
+      T* vd = caches[b].v_row(p, row);
+      for (int64_t i = 0; i < row; ++i) {
+        kd[i] = ks[i];
+        vd[i] = vs[i];
+      }
+    }
+  }
+}
+
+template <typename T>
+void AttentionCachedForward(const T* q, const int32_t* positions, int64_t B, int64_t Tn,
+                            int64_t H, int64_t Hkv, int64_t D, double scale,
+                            std::span<const KvCacheView<T>> caches, T* out) {
+  RLVR_CHECK(static_cast<int64_t>(caches.size()) == B, "AttentionCachedForward: ",
+             caches.size(), " caches for batch ", B);
+  const int64_t group = H / Hkv;
+  const int64_t row = Hkv * D;
+  const T sc = static_cast<T>(scale);
+  const int64_t items = B * Tn * H;
+#pragma omp parallel if (items > 1 && items * D * 64 >= kParallelWork)
+  {
+    std::vector<T> w;
+#pragma omp for schedule(dynamic)
+    for (int64_t i = 0; i < items; ++i) {
+      const int64_t bt = i / H, h = i % H, b = bt / Tn, g = h / group;
+      const int64_t p = positions[bt];
+      const KvCacheView<T>& cache = caches[b];
+      const T* qv = q + (bt * H + h) * D;
+      w.resize(p + 1);
+      T m = -std::numeric_limits<T>::infinity();
+      for (int64_t s = 0; s <= p; ++s) {
+        const T* kr = cache.k_row(s, row) + g * D;
+        T acc = 0;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t d = 0; d < D; ++d) acc += qv[d] * kr[d];
+        w[s] = acc * sc;
+        m = std::max(m, w[s]);
+      }
+      T sum = 0;
+      for (int64_t s = 0; s <= p; ++s) {
+        w[s] = std::exp(w[s] - m);
+        sum += w[s];
+      }
+      const T inv = T(1) / sum;
+      T* o = out + (bt * H + h) * D;
+      for (int64_t d = 0; d < D; ++d) o[d] = 0;
+      for (int64_t s = 0; s <= p; ++s) {
+        const T* vr = cache.v_row(s, row) + g * D;
+        const T ws = w[s] * inv;
+#pragma omp simd
+        for (int64_t d = 0; d < D; ++d) o[d] += ws * vr[d];
+      }
+    }
+  }
+}
+
+#define RLVR_INSTANTIATE(T)                                                                    \
+  template void AttentionForward<T>(const T*, const T*, const T*, int64_t, int64_t, int64_t,   \
+                                    int64_t, int64_t, double, T*, T*);                         \
+  template void AttentionBackward<T>(const T*, const T*, const T*, const T*, const T*,         \
+                                     const T*, int64_t, int64_t, int64_t, int64_t, int64_t,    \
+                                     double, T*, T*, T*);                                      \
+  template void KvCacheWrite<T>(const T*, const T*, const int32_t*, int64_t, int64_t, int64_t, \
+                                int64_t, std::span<const KvCacheView<T>>);                     \
+  template void AttentionCachedForward<T>(const T*, const int32_t*, int64_t, int64_t, int64_t, \
+                                          int64_t, int64_t, double,                            \
+                                          std::span<const KvCacheView<T>>, T*);
+RLVR_INSTANTIATE(float)
+RLVR_INSTANTIATE(double)
+#undef RLVR_INSTANTIATE
+
+}  // namespace rlvr::kernels

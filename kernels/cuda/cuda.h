@@ -1,0 +1,36 @@
+// The CUDA side of the kernel interface. Every function exists in every build: with the CUDA
+// backend compiled in (RLVR_HAVE_CUDA) it runs on the current device; without it, it returns
+// Unimplemented("built without CUDA"), so callers never #ifdef. Errors from the CUDA runtime
+// come back as Internal (or ResourceExhausted for out-of-memory) with cudaGetErrorString's text.
+// Memory comes from plain cudaMalloc (never managed memory). The full backend is issue 7.
+#ifndef RLVR_KERNELS_CUDA_CUDA_H_
+#define RLVR_KERNELS_CUDA_CUDA_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace rlvr::kernels::cuda {
+
+// True if this build has the CUDA backend (whether or not a GPU is present).
+bool BuiltWithCuda();
+// Number of visible devices; 0 (OK) if the build has CUDA but the machine has no GPU.
+absl::StatusOr<int> DeviceCount();
+
+// Device allocation of `bytes` bytes (at least 256-byte aligned); Free(nullptr) is a no-op.
+absl::StatusOr<void*> Malloc(size_t bytes);
+void Free(void* ptr);
+// Zero `bytes` bytes at device pointer `ptr`.
+absl::Status Memset0(void* ptr, size_t bytes);
+// Blocking copies.
+absl::Status CopyToDevice(void* dst, const void* src, size_t bytes);
+absl::Status CopyToHost(void* dst, const void* src, size_t bytes);
+
+// out[i] = silu(gate[i]) * up[i] on device pointers, n elements (f32); synchronizes.
+absl::Status SwigluForwardF32(const float* gate, const float* up, int64_t n, float* out);
+
+}  // namespace rlvr::kernels::cuda
+
+#endif  // RLVR_KERNELS_CUDA_CUDA_H_

@@ -1,0 +1,51 @@
+// Device memory and queries for the CUDA backend (plain cudaMalloc; no managed memory).
+#include <cuda_runtime.h>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda/cuda.h"
+
+namespace rlvr::kernels::cuda {
+namespace {
+absl::Status FromCuda(cudaError_t err, const char* what) {
+  if (err == cudaSuccess) return absl::OkStatus();
+  std::string msg = absl::StrCat(what, ": ", cudaGetErrorString(err));
+  if (err == cudaErrorMemoryAllocation) return absl::ResourceExhaustedError(msg);
+  return absl::InternalError(msg);
+}
+}  // namespace
+
+bool BuiltWithCuda() { return true; }
+
+absl::StatusOr<int> DeviceCount() {
+  int n = 0;
+  cudaError_t err = cudaGetDeviceCount(&n);
+  if (err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver) {
+    cudaGetLastError();
+    return 0;
+  }
+  if (err != cudaSuccess) return FromCuda(err, "cudaGetDeviceCount");
+  return n;
+}
+
+absl::StatusOr<void*> Malloc(size_t bytes) {
+  void* p = nullptr;
+  cudaError_t err = cudaMalloc(&p, bytes);
+  if (err != cudaSuccess) return FromCuda(err, absl::StrCat("cudaMalloc(", bytes, ")").c_str());
+  return p;
+}
+
+void Free(void* ptr) {
+  if (ptr != nullptr) cudaFree(ptr);
+}
+
+absl::Status Memset0(void* ptr, size_t bytes) { return FromCuda(cudaMemset(ptr, 0, bytes), "cudaMemset"); }
+
+absl::Status CopyToDevice(void* dst, const void* src, size_t bytes) {
+  return FromCuda(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy H2D");
+}
+
+absl::Status CopyToHost(void* dst, const void* src, size_t bytes) {
+  return FromCuda(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
+}
+
+}  // namespace rlvr::kernels::cuda

@@ -1,0 +1,46 @@
+// Dense matrix products on the CPU through BLAS (OpenBLAS, OpenMP build), for float and double.
+//
+// Matrices are row-major with an explicit leading dimension (elements between consecutive rows),
+// so a head's slice of a [N, H, D] activation is a matrix with ld = H*D. When called from inside
+// an OpenMP parallel region, OpenBLAS runs single-threaded (no oversubscription); from outside it
+// uses the OpenMP team. One-row and one-column products go to GEMV: OpenBLAS sgemm with M == 1
+// (batch-1 decode) runs at a few GFLOP/s, gemv at memory speed.
+#ifndef RLVR_KERNELS_MATMUL_H_
+#define RLVR_KERNELS_MATMUL_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "kernels/tensor.h"
+
+namespace rlvr::kernels {
+
+// C[M, N] = alpha * op(A) @ op(B) + beta * C, op(X) = X or X^T.
+// op(A) is [M, K]: A is [M, K] (lda >= K) or, transposed, [K, M] (lda >= M); likewise op(B) is
+// [K, N]. beta == 0 ignores C's prior contents (NaNs included). M, N or K == 0 is allowed (with
+// K == 0, C = beta * C).
+template <typename T>
+void Gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+          int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
+
+// y[N, out] = x[N, in] @ w[out, in]^T (+ bias[out] if not null): the HF nn.Linear layout.
+template <typename T>
+void LinearForward(const T* x, const T* w, const T* bias, int64_t N, int64_t in, int64_t out,
+                   T* y);
+
+// Backward of LinearForward given dy[N, out]. Every gradient ACCUMULATES (+=):
+//   dx[N, in] += dy @ w      (skipped if dx is null)
+//   dw[out, in] += dy^T @ x  (skipped if dw is null)
+//   dbias[out] += sum_n dy   (skipped if dbias is null)
+template <typename T>
+void LinearBackward(const T* dy, const T* x, const T* w, int64_t N, int64_t in, int64_t out,
+                    T* dx, T* dw, T* dbias);
+
+// Tensor-level entry: c = a @ b (with transposes), over 2-D tensors of one dtype (f32 or f64)
+// on one device. InvalidArgument on shape/dtype mismatch (naming the shapes); Unimplemented for
+// a CUDA tensor in a build without CUDA, or bf16.
+absl::Status Matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor* c);
+
+}  // namespace rlvr::kernels
+
+#endif  // RLVR_KERNELS_MATMUL_H_
