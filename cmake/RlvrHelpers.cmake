@@ -23,7 +23,7 @@ function(rlvr_test)
   target_link_libraries(${A_NAME} PRIVATE ${A_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
   add_test(NAME ${A_NAME} COMMAND ${A_NAME} WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   set_tests_properties(${A_NAME} PROPERTIES LABELS "${A_LABELS}" TIMEOUT ${A_TIMEOUT}
-    ENVIRONMENT "RLVR_SOURCE_DIR=${CMAKE_SOURCE_DIR};RLVR_BINARY_DIR=${CMAKE_BINARY_DIR}")
+    ENVIRONMENT "RLVR_SOURCE_DIR=${CMAKE_SOURCE_DIR};RLVR_BINARY_DIR=${CMAKE_BINARY_DIR};OMP_WAIT_POLICY=passive")
 endfunction()
 
 # rlvr_fuzzer(NAME <name> SRCS <files...> DEPS <targets...> [CORPUS <dir>])
