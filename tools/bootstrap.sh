@@ -9,7 +9,7 @@ PACKAGES=(
   libabsl-dev libre2-dev libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenblas-openmp-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
-  libpcre2-dev libutf8proc-dev libgmp-dev libmpfr-dev libseccomp-dev libxxhash-dev
+  libpcre2-dev libicu-dev libgmp-dev libmpfr-dev libseccomp-dev libxxhash-dev
   python3 python3-venv
 )
 
