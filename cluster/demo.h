@@ -21,14 +21,14 @@ namespace rlvr::cluster {
 struct DemoOptions {
   std::string run_dir = "runs/demo";
   uint64_t seed = 1;
-  int64_t sft_steps = 150;
+  int64_t sft_steps = 200;
   int64_t sft_batch = 64;
   double sft_lr = 2e-3;
-  int64_t grpo_steps = 60;
+  int64_t grpo_steps = 100;
   int64_t group_size = 8;
   int64_t prompts_per_step = 32;
-  double grpo_lr = 2e-4;
-  int64_t eval_problems = 300;
+  double grpo_lr = 1e-4;
+  int64_t eval_problems = 200;
   int64_t pass_k = 8;
   bool verbose = true;
 };
