@@ -13,6 +13,7 @@ if [ ! -s "$list" ]; then
   echo "run_fuzzers: no fuzz targets listed in $list" >&2
   exit 1
 fi
+export RLVR_SOURCE_DIR=${RLVR_SOURCE_DIR:-$(pwd)}
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 status=0
