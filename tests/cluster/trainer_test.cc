@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <filesystem>
 #include <random>
@@ -220,13 +221,17 @@ TEST(TrainerTest, KilledAndResumedRunReproducesUninterruptedMetrics) {
   int kills = 0;
   bool first = true;
   for (int attempt = 0; attempt < 40; ++attempt) {
+    // The child re-executes this binary (TrainerChild.Run below): a forked child of a process
+    // whose OpenMP pool is running can deadlock in libgomp, a fresh exec cannot.
     pid_t pid = ::fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
-      auto t = Trainer::Create(Inputs(f, dir, kSteps));
-      if (!t.ok()) ::_exit(3);
-      absl::Status s = (*t)->Run(!first);
-      ::_exit(s.ok() ? 0 : 4);
+      ::setenv("RLVR_TRAINER_CHILD_DIR", dir.c_str(), 1);
+      ::setenv("RLVR_TRAINER_CHILD_RESUME", first ? "0" : "1", 1);
+      ::setenv("RLVR_TRAINER_CHILD_STEPS", std::to_string(kSteps).c_str(), 1);
+      const char* argv[] = {"trainer_test", "--gtest_filter=TrainerChild.Run", nullptr};
+      ::execv("/proc/self/exe", const_cast<char* const*>(argv));
+      ::_exit(5);
     }
     int delay_ms = static_cast<int>(std::uniform_real_distribution<double>(0.05, 0.6)(rng) * run_ms);
     bool killed = false;
@@ -267,6 +272,17 @@ TEST(TrainerTest, KilledAndResumedRunReproducesUninterruptedMetrics) {
     EXPECT_EQ(got[i].dump(), want[i].dump()) << "step " << i + 1 << " after " << kills
                                              << " kills";
   }
+}
+
+// Not a test on its own: the training process that KilledAndResumedRun... starts and kills.
+TEST(TrainerChild, Run) {
+  const char* dir = std::getenv("RLVR_TRAINER_CHILD_DIR");
+  if (dir == nullptr) GTEST_SKIP() << "only runs as the child of the resume test";
+  Fixture f = MakeFixture();
+  auto t = Trainer::Create(Inputs(f, dir, std::atoi(std::getenv("RLVR_TRAINER_CHILD_STEPS"))));
+  if (!t.ok()) ::_exit(3);
+  absl::Status s = (*t)->Run(std::string(std::getenv("RLVR_TRAINER_CHILD_RESUME")) == "1");
+  ::_exit(s.ok() ? 0 : 4);
 }
 
 TEST(TrainerTest, NonFiniteWeightsStopTheRunWithoutACheckpoint) {
