@@ -30,6 +30,10 @@ while read -r name corpus; do
     *) t=${BRIEF_SECONDS:-15}; [ "$t" -gt "$secs" ] && t=$secs ;;
   esac
   mkdir -p "$scratch/$name" "$scratch/$name.artifacts"
+  if [ ! -d "$corpus" ]; then
+    echo "run_fuzzers: $name: seed corpus $corpus is missing; starting from an empty corpus" >&2
+    corpus="$scratch/$name"
+  fi
   echo "run_fuzzers: $name for ${t}s (corpus $corpus)" >&2
   if ! "$bin" -max_total_time="$t" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
       -artifact_prefix="$scratch/$name.artifacts/" "$scratch/$name" "$corpus" \
