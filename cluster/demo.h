@@ -24,7 +24,7 @@ struct DemoOptions {
   int64_t sft_steps = 200;
   int64_t sft_batch = 64;
   double sft_lr = 2e-3;
-  int64_t grpo_steps = 100;
+  int64_t grpo_steps = 300;
   int64_t group_size = 8;
   int64_t prompts_per_step = 32;
   double grpo_lr = 1e-4;
