@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/match.h"
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "core/config.h"
 
@@ -18,22 +18,10 @@ int ConfigMain(const Args& args) {
   std::vector<std::string> positional;
   app.add_option("file_and_overrides", positional,
                  "a YAML or JSON config file (optional), then key=value overrides");
-  try {
-    std::vector<std::string> rest(args.begin() + 1, args.end());
-    std::reverse(rest.begin(), rest.end());
-    app.parse(rest);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  if (int status = ParseCommandArgs(app, args); status >= 0) return status;
   std::string file;
   std::vector<std::string> overrides;
-  for (const std::string& a : positional) {
-    if (file.empty() && overrides.empty() && !absl::StrContains(a, "=")) {
-      file = a;
-    } else {
-      overrides.push_back(a);
-    }
-  }
+  SplitConfigAndOverrides(positional, &file, &overrides);
   auto config = LoadRunConfig(file, overrides);
   if (!config.ok()) {
     std::fprintf(stderr, "rlvr config: %s\n", std::string(config.status().message()).c_str());

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <string>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "cluster/demo.h"
 
@@ -26,13 +27,7 @@ int DemoMain(const Args& args) {
   app.add_option("--lr", o.grpo_lr, "GRPO learning rate")->capture_default_str();
   app.add_option("--sft-lr", o.sft_lr, "SFT learning rate")->capture_default_str();
   app.add_option("--eval-problems", o.eval_problems, "held-out problems")->capture_default_str();
-  try {
-    std::vector<std::string> rest(args.begin() + 1, args.end());
-    std::reverse(rest.begin(), rest.end());
-    app.parse(rest);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  if (int status = ParseCommandArgs(app, args); status >= 0) return status;
   auto r = cluster::RunDemo(o);
   if (!r.ok()) {
     std::fprintf(stderr, "rlvr demo: %s\n", std::string(r.status().message()).c_str());

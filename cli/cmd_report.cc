@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <string>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "cluster/report.h"
 
@@ -15,13 +16,7 @@ int ReportMain(const Args& args) {
                "rlvr report"};
   std::string run_dir;
   app.add_option("run_dir", run_dir, "the run directory (holds metrics.jsonl)")->required();
-  try {
-    std::vector<std::string> rest(args.begin() + 1, args.end());
-    std::reverse(rest.begin(), rest.end());
-    app.parse(rest);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  if (int status = ParseCommandArgs(app, args); status >= 0) return status;
   auto path = cluster::WriteReport(run_dir);
   if (!path.ok()) {
     std::fprintf(stderr, "rlvr report: %s\n", std::string(path.status().message()).c_str());

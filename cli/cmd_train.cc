@@ -10,8 +10,8 @@
 #include <memory>
 #include <string>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "cluster/trainer.h"
 #include "core/config.h"
@@ -131,22 +131,10 @@ int TrainMain(const Args& args) {
   std::string resume_dir;
   app.add_option("config_and_overrides", positional, "CONFIG.yaml then key=value overrides");
   app.add_option("--resume", resume_dir, "continue the run in this directory");
-  try {
-    std::vector<std::string> rest(args.begin() + 1, args.end());
-    std::reverse(rest.begin(), rest.end());
-    app.parse(rest);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  if (int status = ParseCommandArgs(app, args); status >= 0) return status;
   std::string file;
   std::vector<std::string> overrides;
-  for (const auto& a : positional) {
-    if (file.empty() && overrides.empty() && !absl::StrContains(a, "=")) {
-      file = a;
-    } else {
-      overrides.push_back(a);
-    }
-  }
+  SplitConfigAndOverrides(positional, &file, &overrides);
   if (!resume_dir.empty()) {
     if (!file.empty()) {
       std::fprintf(stderr, "rlvr train: give either CONFIG or --resume RUN_DIR, not both\n");

@@ -110,11 +110,7 @@ absl::StatusOr<DemoResult> RunDemo(const DemoOptions& o) {
     ac.lr = o.sft_lr;
     ac.warmup_steps = 10;
     ac.max_grad_norm = 1.0;
-    std::vector<policy::OptimParam> params;
-    for (const auto& p : model->params()) {
-      if (p.trainable) params.push_back({p.name, model->data(p), model->grad(p), p.numel, p.decay});
-    }
-    RLVR_ASSIGN_OR_RETURN(auto opt, policy::AdamW::Create(ac, std::move(params)));
+    RLVR_ASSIGN_OR_RETURN(auto opt, policy::AdamW::Create(ac, TrainableParams(model.get())));
     Learner learner(model.get(), &opt);
     Rng rng(o.seed, 0x736674);
     double loss_avg = 0;

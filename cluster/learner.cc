@@ -72,6 +72,14 @@ TokenBatch SliceRows(const TokenBatch& batch, int64_t begin, int64_t end) {
   return s;
 }
 
+std::vector<policy::OptimParam> TrainableParams(policy::CausalLM<float>* model) {
+  std::vector<policy::OptimParam> params;
+  for (const auto& p : model->params()) {
+    if (p.trainable) params.push_back({p.name, model->data(p), model->grad(p), p.numel, p.decay});
+  }
+  return params;
+}
+
 namespace {
 
 // Copies rows [begin, end) of a [B, T] array into a [rows, t_out] array.

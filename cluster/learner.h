@@ -47,6 +47,10 @@ absl::StatusOr<TokenBatch> MakeTokenBatch(const std::vector<std::vector<int32_t>
 // Rows [begin, end) of a batch, re-padded to their own longest row.
 TokenBatch SliceRows(const TokenBatch& batch, int64_t begin, int64_t end);
 
+// The optimizer's view of `model`: every trainable parameter with its gradient (the MoE
+// correction bias, updated by load balancing, is left out). Pointers into `model`.
+std::vector<policy::OptimParam> TrainableParams(policy::CausalLM<float>* model);
+
 struct GrpoUpdateOptions {
   policy::losses::PolicyLossConfig loss;
   int64_t group_size = 1;

@@ -177,13 +177,8 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(TrainerInputs inputs) {
   oc.min_lr_ratio = c.optimizer().min_lr_ratio();
   RLVR_ASSIGN_OR_RETURN(oc.schedule, policy::ParseLrSchedule(c.optimizer().schedule()),
                         "optimizer.schedule");
-  std::vector<policy::OptimParam> params;
   policy::CausalLM<float>* model = inputs.model.get();
-  for (const auto& p : model->params()) {
-    if (!p.trainable) continue;
-    params.push_back({p.name, model->data(p), model->grad(p), p.numel, p.decay});
-  }
-  RLVR_ASSIGN_OR_RETURN(auto opt, policy::AdamW::Create(oc, std::move(params)), "optimizer");
+  RLVR_ASSIGN_OR_RETURN(auto opt, policy::AdamW::Create(oc, TrainableParams(model)), "optimizer");
   s->optimizer = std::make_unique<policy::AdamW>(std::move(opt));
   s->learner = std::make_unique<Learner>(model, s->optimizer.get());
   if (c.grpo().kl_coef() != 0) {

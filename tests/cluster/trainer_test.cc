@@ -118,13 +118,9 @@ std::string FreshDir(const std::string& name) {
 
 TEST(LearnerTest, OnPolicyRatioIsExactlyOneAndNothingIsClipped) {
   auto model = TinyModel(5);
-  std::vector<policy::OptimParam> params;
-  for (const auto& p : model->params()) {
-    if (p.trainable) params.push_back({p.name, model->data(p), model->grad(p), p.numel, p.decay});
-  }
   policy::AdamWConfig ac;
   ac.lr = 1e-2;
-  auto opt = policy::AdamW::Create(ac, std::move(params));
+  auto opt = policy::AdamW::Create(ac, TrainableParams(model.get()));
   ASSERT_TRUE(opt.ok());
   Learner learner(model.get(), &*opt);
   auto batch = MakeTokenBatch({{1, 2, 3}, {1, 2, 3}, {4, 5}, {4, 5}},
