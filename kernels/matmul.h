@@ -9,11 +9,28 @@
 #define RLVR_KERNELS_MATMUL_H_
 
 #include <cstdint>
+#include <string>
 
 #include "absl/status/status.h"
 #include "kernels/tensor.h"
 
 namespace rlvr::kernels {
+
+// Precision of float matrix products, process-wide (PyTorch's set_float32_matmul_precision):
+//   kHighest  float32 operands and accumulation (OpenBLAS sgemm). The default; every parity
+//             test against transformers runs in it.
+//   kBf16     operands rounded to bfloat16 (nearest even), products accumulated in float32, on
+//             CPUs with AVX512-BF16 (twice the fp32 rate); elsewhere, and for one-row or
+//             one-column products (GEMV), float32 as kHighest. Like torch.autocast(bf16) for
+//             the matrix products only: weights, activations and gradients stay float32.
+// Double-precision products are unaffected.
+enum class MatmulPrecision { kHighest, kBf16 };
+void SetMatmulPrecision(MatmulPrecision precision);
+MatmulPrecision GetMatmulPrecision();
+// "highest" | "bf16" (also "fp32"/"float32" for highest); InvalidArgument naming the value.
+absl::Status ParseMatmulPrecision(const std::string& name, MatmulPrecision* out);
+// True when kBf16 actually runs bf16 products on this CPU.
+bool Bf16MatmulAvailable();
 
 // C[M, N] = alpha * op(A) @ op(B) + beta * C, op(X) = X or X^T.
 // op(A) is [M, K]: A is [M, K] (lda >= K) or, transposed, [K, M] (lda >= M); likewise op(B) is

@@ -15,7 +15,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "core/file_util.h"
+#include "kernels/matmul.h"
 #include "nlohmann/json.hpp"
 #include "policy/model/checkpoint.h"
 #include "policy/model/config.h"
@@ -41,9 +43,18 @@ int Run(int argc, char** argv) {
   app.add_option("--steps", steps);
   app.add_option("--warmup", warmup);
   app.add_option("--vocab", vocab, "vocabulary size (the built-in tokenizer's, padded)");
+  std::string dtype = "bfloat16";
+  app.add_option("--dtype", dtype,
+                 "float32, or bfloat16 (matrix products in bf16, fp32 weights and optimizer)");
   app.add_option("--save", save_dir, "write the initial model here (for the PyTorch side)");
   CLI11_PARSE(app, argc, argv);
 
+  rlvr::kernels::MatmulPrecision precision;
+  if (absl::Status st = rlvr::kernels::ParseMatmulPrecision(dtype, &precision); !st.ok()) {
+    std::fprintf(stderr, "--dtype: %s\n", st.ToString().c_str());
+    return 1;
+  }
+  rlvr::kernels::SetMatmulPrecision(precision);
   auto config = rlvr::policy::Preset(arch, preset);
   if (!config.ok()) {
     std::fprintf(stderr, "%s\n", config.status().ToString().c_str());
@@ -127,7 +138,7 @@ int Run(int argc, char** argv) {
                  loss);
   }
   const double mean_ms = total_ms / static_cast<double>(steps);
-  nlohmann::json out = {{"impl", "rlvr fp32"},
+  nlohmann::json out = {{"impl", absl::StrCat("rlvr ", dtype)},
                         {"params", config->NumParameters()},
                         {"tokens", N},
                         {"step_ms", mean_ms},

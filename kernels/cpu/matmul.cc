@@ -2,18 +2,27 @@
 
 #include <cblas.h>
 
+#include <atomic>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/cpu/gemm_bf16.h"
 #include "kernels/elementwise.h"
 
 namespace rlvr::kernels {
 namespace {
 
+std::atomic<MatmulPrecision> g_precision{MatmulPrecision::kHighest};
+
 CBLAS_TRANSPOSE Tr(bool t) { return t ? CblasTrans : CblasNoTrans; }
 
 void BlasGemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
               int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (g_precision.load(std::memory_order_relaxed) == MatmulPrecision::kBf16 &&
+      internal::CpuHasAvx512Bf16()) {
+    internal::GemmBf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
   cblas_sgemm(CblasRowMajor, Tr(ta), Tr(tb), M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 void BlasGemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
@@ -31,6 +40,22 @@ void BlasGemv(bool t, int64_t rows, int64_t cols, double alpha, const double* A,
 }
 
 }  // namespace
+
+void SetMatmulPrecision(MatmulPrecision precision) { g_precision.store(precision); }
+MatmulPrecision GetMatmulPrecision() { return g_precision.load(); }
+bool Bf16MatmulAvailable() { return internal::CpuHasAvx512Bf16(); }
+
+absl::Status ParseMatmulPrecision(const std::string& name, MatmulPrecision* out) {
+  if (name == "highest" || name == "fp32" || name == "float32" || name.empty()) {
+    *out = MatmulPrecision::kHighest;
+  } else if (name == "bf16" || name == "bfloat16") {  // model.dtype's spelling too
+    *out = MatmulPrecision::kBf16;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("unknown matmul precision '", name,
+                                                   "' (expected highest or bf16)"));
+  }
+  return absl::OkStatus();
+}
 
 template <typename T>
 void Gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,

@@ -1,0 +1,214 @@
+#include "kernels/cpu/gemm_bf16.h"
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+// GCC 12's unpack intrinsics start from _mm512_undefined_epi32(), which -Wmaybe-uninitialized
+// reports as a use of an uninitialized value (a known false positive, GCC bug 105593).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+// Every function that uses AVX-512 intrinsics carries this attribute; the OpenMP regions stay
+// in plain functions (the outlined bodies then need no target of their own).
+#define RLVR_BF16_TARGET \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+
+namespace rlvr::kernels::internal {
+namespace {
+
+constexpr int64_t kPanel = 16;   // rows of an A panel = columns of a B panel = one zmm of fp32
+constexpr int64_t kKc = 512;     // k elements per block (even)
+constexpr int64_t kNc = 2048;    // columns per outer block
+constexpr int64_t kTile = 64;    // rows and columns of one unit of parallel work
+
+// A strided view of op(X) as W rows of K elements: element (w, k) at p[w * sw + k * sk]. One
+// of the strides is 1: sk == 1 is "w-major" (rows contiguous in k), sw == 1 "k-major".
+struct View {
+  const float* p;
+  int64_t sw, sk;
+};
+
+RLVR_BF16_TARGET inline __m512i CvtPairs(__m512 lo, __m512 hi) {
+  // 32 bf16: lo's 16 in the low half, hi's in the high half (round to nearest even).
+  return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+}
+
+// 16 x 16 transpose of 32-bit lanes, in place.
+RLVR_BF16_TARGET inline void Transpose16(__m512i r[16]) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    u[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+    u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+    u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+    u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+  }
+  // u[4i + j], 128-bit lane L, holds column 4L + j of rows 4i .. 4i+3.
+  for (int j = 0; j < 4; ++j) {
+    const __m512i ab_lo = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x44);
+    const __m512i ab_hi = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xEE);
+    const __m512i cd_lo = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x44);
+    const __m512i cd_hi = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xEE);
+    r[0 + j] = _mm512_shuffle_i32x4(ab_lo, cd_lo, 0x88);
+    r[4 + j] = _mm512_shuffle_i32x4(ab_lo, cd_lo, 0xDD);
+    r[8 + j] = _mm512_shuffle_i32x4(ab_hi, cd_hi, 0x88);
+    r[12 + j] = _mm512_shuffle_i32x4(ab_hi, cd_hi, 0xDD);
+  }
+}
+
+inline __mmask16 Mask(int64_t n) {
+  return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u);
+}
+
+// Packs rows [w0, w0 + 16) (those < W; the rest zero) and k in [k0, k0 + kn) of `v` into one
+// panel out[kp][16] of bf16 pairs, kp = ceil(kn / 2); pairs past kn are zero.
+RLVR_BF16_TARGET void PackPanel(const View& v, int64_t w0, int64_t W, int64_t k0, int64_t kn,
+                                uint32_t* out) {
+  const int64_t rows = std::min<int64_t>(kPanel, W - w0);
+  const int64_t kp = (kn + 1) / 2;
+  if (v.sk == 1) {
+    // w-major: convert 32 consecutive k of each row, then transpose 16 rows x 16 pairs.
+    for (int64_t kk = 0; kk < kn; kk += 32) {
+      __m512i r[16];
+      const int64_t left = kn - kk;
+      const __mmask16 m_lo = Mask(left), m_hi = Mask(left - 16 > 0 ? left - 16 : 0);
+      for (int64_t i = 0; i < 16; ++i) {
+        if (i < rows) {
+          const float* src = v.p + (w0 + i) * v.sw + (k0 + kk);
+          r[i] = CvtPairs(_mm512_maskz_loadu_ps(m_lo, src), _mm512_maskz_loadu_ps(m_hi, src + 16));
+        } else {
+          r[i] = _mm512_setzero_si512();
+        }
+      }
+      Transpose16(r);
+      const int64_t pairs = std::min<int64_t>(16, kp - kk / 2);
+      for (int64_t p = 0; p < pairs; ++p) _mm512_store_si512(out + (kk / 2 + p) * 16, r[p]);
+    }
+  } else {
+    // k-major: rows k and k+1 of 16 columns, interleaved into pairs.
+    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10,
+                                                25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3,
+                                                18, 2, 17, 1, 16, 0);
+    const __mmask16 m = Mask(rows);
+    for (int64_t p = 0; p < kp; ++p) {
+      const int64_t k = k0 + 2 * p;
+      const float* src = v.p + w0 * v.sw + k * v.sk;
+      const __m512 lo = _mm512_maskz_loadu_ps(m, src);
+      const __m512 hi = (2 * p + 1 < kn) ? _mm512_maskz_loadu_ps(m, src + v.sk) : _mm512_setzero_ps();
+      _mm512_store_si512(out + p * 16, _mm512_permutexvar_epi16(interleave, CvtPairs(lo, hi)));
+    }
+  }
+}
+
+// C[rows, cols] (op) = alpha * Apanel @ Bpanel, where op is "= + beta * C" on the first k block
+// and "+=" on later ones. rows, cols <= 16.
+RLVR_BF16_TARGET void MicroKernel(int64_t kp, const uint32_t* a, const uint32_t* b, float* c,
+                                  int64_t ldc, int64_t rows, int64_t cols, float alpha,
+                                  float beta, bool first) {
+  __m512 acc[16];
+  for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < kp; ++p) {
+    const __m512bh bv = (__m512bh)_mm512_load_si512(b + p * 16);
+    const uint32_t* ap = a + p * 16;
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) {
+      acc[i] = _mm512_dpbf16_ps(acc[i], (__m512bh)_mm512_set1_epi32(static_cast<int>(ap[i])), bv);
+    }
+  }
+  const __mmask16 m = Mask(cols);
+  const __m512 va = _mm512_set1_ps(alpha);
+  for (int64_t i = 0; i < rows; ++i) {
+    float* ci = c + i * ldc;
+    __m512 v = _mm512_mul_ps(acc[i], va);
+    if (!first) {
+      v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, ci));
+    } else if (beta != 0.0f) {
+      v = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(m, ci), v);
+    }
+    _mm512_mask_storeu_ps(ci, m, v);
+  }
+}
+
+// The calling thread's packing buffers (64-byte aligned), reused across calls.
+uint32_t* Buffer(std::vector<uint32_t>* buf, int64_t n) {
+  if (static_cast<int64_t>(buf->size()) < n + 16) buf->resize(n + 16);
+  auto addr = reinterpret_cast<uintptr_t>(buf->data());
+  return buf->data() + ((64 - addr % 64) % 64) / sizeof(uint32_t);
+}
+
+}  // namespace
+
+bool CpuHasAvx512Bf16() {
+  static const bool has = __builtin_cpu_supports("avx512f") &&
+                          __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl") &&
+                          __builtin_cpu_supports("avx512bf16");
+  return has;
+}
+
+uint16_t FloatToBf16Bits(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof(u));
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+void GemmBf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+              const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+              int64_t ldc) {
+  const View a = trans_a ? View{A, 1, lda} : View{A, lda, 1};  // op(A): M rows of K
+  const View b = trans_b ? View{B, ldb, 1} : View{B, 1, ldb};  // op(B)^T: N rows of K
+  const int64_t m_panels = (M + kPanel - 1) / kPanel;
+  static thread_local std::vector<uint32_t> a_buf, b_buf;
+  const int64_t kp_max = kKc / 2;
+  uint32_t* ap = Buffer(&a_buf, m_panels * kp_max * kPanel);
+  uint32_t* bp = Buffer(&b_buf, ((std::min(N, kNc) + kPanel - 1) / kPanel) * kp_max * kPanel);
+  // Two threads pay off from about a 64 x 64 x 256 product up.
+  const bool parallel = !omp_in_parallel() && omp_get_max_threads() > 1 && M * N * K >= (1 << 20);
+
+  for (int64_t jc = 0; jc < N; jc += kNc) {
+    const int64_t nc = std::min(kNc, N - jc);
+    const int64_t n_panels = (nc + kPanel - 1) / kPanel;
+    for (int64_t kc = 0; kc < K; kc += kKc) {
+      const int64_t kn = std::min(kKc, K - kc);
+      const int64_t kp = (kn + 1) / 2;
+      const bool first = kc == 0;
+      const int64_t m_tiles = (M + kTile - 1) / kTile, n_tiles = (nc + kTile - 1) / kTile;
+      const View bj{b.p + jc * b.sw, b.sw, b.sk};
+#pragma omp parallel if (parallel)
+      {
+#pragma omp for schedule(static) nowait
+        for (int64_t q = 0; q < n_panels; ++q) {
+          PackPanel(bj, q * kPanel, nc, kc, kn, bp + q * kp * kPanel);
+        }
+#pragma omp for schedule(static)
+        for (int64_t q = 0; q < m_panels; ++q) {
+          PackPanel(a, q * kPanel, M, kc, kn, ap + q * kp * kPanel);
+        }
+#pragma omp for collapse(2) schedule(static)
+        for (int64_t tm = 0; tm < m_tiles; ++tm) {
+          for (int64_t tn = 0; tn < n_tiles; ++tn) {
+            const int64_t j_end = std::min(nc, (tn + 1) * kTile);
+            const int64_t i_end = std::min(M, (tm + 1) * kTile);
+            for (int64_t j = tn * kTile; j < j_end; j += kPanel) {
+              for (int64_t i = tm * kTile; i < i_end; i += kPanel) {
+                MicroKernel(kp, ap + (i / kPanel) * kp * kPanel, bp + (j / kPanel) * kp * kPanel,
+                            C + i * ldc + jc + j, ldc, std::min(kPanel, M - i),
+                            std::min(kPanel, nc - j), alpha, beta, first);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace rlvr::kernels::internal
