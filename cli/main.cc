@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "core/process.h"
 
 namespace rlvr::cli {
 namespace {
@@ -47,6 +48,7 @@ void PrintUsage(std::FILE* out) {
 
 int main(int argc, char** argv) {
   using rlvr::cli::kCommands;
+  rlvr::KeepFreedMemoryInProcess();
   if (argc < 2) {
     rlvr::cli::PrintUsage(stderr);
     return 2;

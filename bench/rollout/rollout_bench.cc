@@ -17,6 +17,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "core/process.h"
 #include "core/rng.h"
 #include "nlohmann/json.hpp"
 #include "policy/model/checkpoint.h"
@@ -59,6 +60,7 @@ int Fail(const absl::Status& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  rlvr::KeepFreedMemoryInProcess();
   std::string arch = "qwen3_moe", preset = "tiny", model_out, batches = "1,16,64,256";
   std::string backend_name = "recording";
   int64_t prompt_len = 16, new_tokens = 64, prefill_len = 512, prefill_prompts = 4, group = 8;

@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/file_util.h"
+#include "core/process.h"
 #include "kernels/matmul.h"
 #include "nlohmann/json.hpp"
 #include "policy/model/checkpoint.h"
@@ -152,4 +153,7 @@ int Run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return Run(argc, argv); }
+int main(int argc, char** argv) {
+  rlvr::KeepFreedMemoryInProcess();
+  return Run(argc, argv);
+}

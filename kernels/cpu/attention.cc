@@ -1,4 +1,5 @@
 #include "kernels/attention.h"
+#include "kernels/cpu/fast_math.h"
 
 #include <omp.h>
 
@@ -40,8 +41,9 @@ void AttentionForward(const T* q, const T* k, const T* v, int64_t B, int64_t Tn,
           T m = -std::numeric_limits<T>::infinity();
           for (int64_t s = 0; s <= t; ++s) m = std::max(m, row[s]);
           T sum = 0;
+#pragma omp simd reduction(+ : sum)
           for (int64_t s = 0; s <= t; ++s) {
-            row[s] = std::exp(row[s] - m);
+            row[s] = internal::Exp<T>(row[s] - m);
             sum += row[s];
           }
           const T inv = T(1) / sum;
@@ -81,7 +83,9 @@ void AttentionBackward(const T* dout, const T* q, const T* k, const T* v, const 
         Gemm<T>(false, true, Tn, Tn, D, sc, q + off, ldq, kb, ldk, T(0), P.data(), Tn);
         for (int64_t t = 0; t < Tn; ++t) {
           T* row = P.data() + t * Tn;
-          for (int64_t s = 0; s <= t; ++s) row[s] = std::exp(row[s] - lse_bh[t]);
+          const T l = lse_bh[t];
+#pragma omp simd
+          for (int64_t s = 0; s <= t; ++s) row[s] = internal::Exp<T>(row[s] - l);
           for (int64_t s = t + 1; s < Tn; ++s) row[s] = 0;
           // D_t = sum_d dO O = sum_s P dP: the softmax backward's row dot product.
           T acc = 0;
@@ -161,8 +165,9 @@ void AttentionCachedForward(const T* q, const int32_t* positions, int64_t B, int
         m = std::max(m, w[s]);
       }
       T sum = 0;
+#pragma omp simd reduction(+ : sum)
       for (int64_t s = 0; s <= p; ++s) {
-        w[s] = std::exp(w[s] - m);
+        w[s] = internal::Exp<T>(w[s] - m);
         sum += w[s];
       }
       const T inv = T(1) / sum;

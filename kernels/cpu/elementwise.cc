@@ -1,4 +1,5 @@
 #include "kernels/elementwise.h"
+#include "kernels/cpu/fast_math.h"
 
 #include <cmath>
 
@@ -37,7 +38,7 @@ void SwigluForward(const T* gate, const T* up, int64_t n, T* out) {
 #pragma omp parallel for simd if (n >= kParallelMin) schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     const T g = gate[i];
-    out[i] = g / (T(1) + std::exp(-g)) * up[i];
+    out[i] = g / (T(1) + internal::Exp<T>(-g)) * up[i];
   }
 }
 
@@ -46,7 +47,7 @@ void SwigluBackward(const T* dout, const T* gate, const T* up, int64_t n, T* dga
 #pragma omp parallel for simd if (n >= kParallelMin) schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     const T g = gate[i];
-    const T s = T(1) / (T(1) + std::exp(-g));
+    const T s = T(1) / (T(1) + internal::Exp<T>(-g));
     const T silu = g * s;
     // d silu / dg = s + g s (1 - s)
     dgate[i] = dout[i] * up[i] * (s + silu * (T(1) - s));

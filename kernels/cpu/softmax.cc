@@ -1,4 +1,5 @@
 #include "kernels/softmax.h"
+#include "kernels/cpu/fast_math.h"
 
 #include <omp.h>
 
@@ -22,7 +23,7 @@ void LogSoftmaxStats(const T* logits, const int32_t* target, int64_t R, int64_t 
 #pragma omp simd reduction(+ : sum, eu)
     for (int64_t j = 0; j < valid; ++j) {
       const T u = s * z[j] - m;
-      const T e = std::exp(u);
+      const T e = internal::Exp<T>(u);
       sum += e;
       eu += e * u;
     }
@@ -48,7 +49,7 @@ void LogSoftmaxGradInPlace(const int32_t* target, const T* lse, const T* entropy
 #pragma omp simd
     for (int64_t j = 0; j < valid; ++j) {
       const T l = s * z[j] - l0;
-      const T p = std::exp(l);
+      const T p = internal::Exp<T>(l);
       z[j] = s * (-dlp * p - dh * p * (l + H));
     }
     for (int64_t j = valid; j < V; ++j) z[j] = 0;
@@ -66,7 +67,7 @@ void SoftmaxForward(const T* z, int64_t R, int64_t V, T* p) {
     for (int64_t j = 0; j < V; ++j) m = std::max(m, zr[j]);
     T sum = 0;
     for (int64_t j = 0; j < V; ++j) {
-      pr[j] = std::exp(zr[j] - m);
+      pr[j] = internal::Exp<T>(zr[j] - m);
       sum += pr[j];
     }
     const T inv = T(1) / sum;

@@ -111,6 +111,7 @@ StepStats AdamW::Step() {
   const float step_size = lr / bc1;
   const float eps = static_cast<float>(config_.eps);
   const float fb1 = static_cast<float>(b1), fb2 = static_cast<float>(b2);
+  const bool scale_grad = clip != 1.0f;  // otherwise the gradient is left as it is (no write)
   for (size_t k = 0; k < params_.size(); ++k) {
     OptimParam& p = params_[k];
     const float decay = p.decay ? 1.0f - lr * static_cast<float>(config_.weight_decay) : 1.0f;
@@ -122,7 +123,7 @@ StepStats AdamW::Step() {
 #pragma omp parallel for simd schedule(static) if (n > (1 << 16))
     for (int64_t i = 0; i < n; ++i) {
       const float gi = g[i] * clip;
-      g[i] = gi;
+      if (scale_grad) g[i] = gi;
       m[i] = fb1 * m[i] + (1.0f - fb1) * gi;
       v[i] = fb2 * v[i] + (1.0f - fb2) * gi * gi;
       const float denom = std::sqrt(v[i]) / bc2_sqrt + eps;
