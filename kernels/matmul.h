@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "kernels/tensor.h"
@@ -31,6 +32,30 @@ MatmulPrecision GetMatmulPrecision();
 absl::Status ParseMatmulPrecision(const std::string& name, MatmulPrecision* out);
 // True when kBf16 actually runs bf16 products on this CPU.
 bool Bf16MatmulAvailable();
+
+// Weight matrices packed once for many products, as the rollout engine's decode steps do.
+// While a PackedWeights object lives, LinearForward<float>(x, w, ...) with one of its
+// matrices `w` ([out, in], the nn.Linear layout) reads the packed bf16 copy instead of
+// converting w on every call, when the precision is kBf16 at the time of the call; the result
+// is bit for bit what the unpacked kBf16 product gives (one-row products included, which then
+// also run in bf16 instead of the float32 GEMV). The matrices must not change while the object
+// lives (it would silently keep using the old values). Under kHighest, or on a CPU without
+// AVX512-BF16, constructing one packs nothing. Objects may coexist (distinct matrices).
+class PackedWeights {
+ public:
+  struct Matrix {
+    const float* w;
+    int64_t out, in;
+  };
+  explicit PackedWeights(const std::vector<Matrix>& matrices);
+  ~PackedWeights();
+  PackedWeights(const PackedWeights&) = delete;
+  PackedWeights& operator=(const PackedWeights&) = delete;
+  int64_t packed_matrices() const { return static_cast<int64_t>(keys_.size()); }
+
+ private:
+  std::vector<const float*> keys_;
+};
 
 // C[M, N] = alpha * op(A) @ op(B) + beta * C, op(X) = X or X^T.
 // op(A) is [M, K]: A is [M, K] (lda >= K) or, transposed, [K, M] (lda >= M); likewise op(B) is

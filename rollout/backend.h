@@ -10,10 +10,13 @@
 #define RLVR_ROLLOUT_BACKEND_H_
 
 #include <cstdint>
+#include <memory>
 #include <span>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "kernels/attention.h"
+#include "kernels/matmul.h"
 #include "policy/model/model.h"
 
 namespace rlvr::rollout {
@@ -47,12 +50,28 @@ class DecodeBackend {
   }
 };
 
+// Packs every weight matrix of `model` once for the decode steps (kernels::PackedWeights):
+// under MatmulPrecision::kBf16 the per-step products then skip converting the weights; under
+// kHighest it packs nothing. The weights must not change while the result lives (a backend
+// is made for one generation phase).
+inline std::unique_ptr<kernels::PackedWeights> PackModelWeights(
+    const policy::CausalLM<float>& model) {
+  std::vector<kernels::PackedWeights::Matrix> matrices;
+  for (const policy::ParamInfo& p : model.params()) {
+    if (p.shape.size() == 2) {
+      matrices.push_back({model.param_data() + p.offset, p.shape[0], p.shape[1]});
+    }
+  }
+  return std::make_unique<kernels::PackedWeights>(matrices);
+}
+
 // Adapter for policy::CausalLM<float> (not owned; must outlive the backend). Router choices
 // are not recorded: CausalLM::Decode does not keep per-layer expert choices (see
 // docs/rollout.md).
 class CausalLmBackend : public DecodeBackend {
  public:
-  explicit CausalLmBackend(policy::CausalLM<float>* model) : model_(model) {}
+  explicit CausalLmBackend(policy::CausalLM<float>* model)
+      : model_(model), packed_(PackModelWeights(*model)) {}
 
   int64_t num_layers() const override { return model_->config().num_hidden_layers; }
   int64_t kv_row_elems() const override {
@@ -70,6 +89,7 @@ class CausalLmBackend : public DecodeBackend {
 
  private:
   policy::CausalLM<float>* model_;
+  std::unique_ptr<kernels::PackedWeights> packed_;
 };
 
 }  // namespace rlvr::rollout

@@ -177,6 +177,7 @@ void PagedAttention(const float* q, const int32_t* positions, int64_t B, int64_t
 absl::StatusOr<std::unique_ptr<RecordingBackend>> RecordingBackend::Create(
     policy::CausalLM<float>* model) {
   std::unique_ptr<RecordingBackend> b(new RecordingBackend(model));
+  b->packed_ = PackModelWeights(*model);
   const policy::ModelConfig& c = model->config();
   auto find = [&](const std::string& name, bool required, int64_t* out) -> absl::Status {
     const policy::ParamInfo* p = model->FindParam(name);

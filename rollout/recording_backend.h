@@ -73,6 +73,7 @@ class RecordingBackend : public DecodeBackend {
   }
 
   policy::CausalLM<float>* model_;
+  std::unique_ptr<kernels::PackedWeights> packed_;
   policy::layers::AttentionConfig attn_cfg_;
   policy::layers::MlpConfig mlp_cfg_;
   policy::layers::MoeConfig moe_cfg_;

@@ -19,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "core/process.h"
 #include "core/rng.h"
+#include "kernels/matmul.h"
 #include "nlohmann/json.hpp"
 #include "policy/model/checkpoint.h"
 #include "policy/model/config.h"
@@ -63,6 +64,7 @@ int main(int argc, char** argv) {
   rlvr::KeepFreedMemoryInProcess();
   std::string arch = "qwen3_moe", preset = "tiny", model_out, batches = "1,16,64,256";
   std::string backend_name = "recording";
+  std::string dtype = "float32";  // or bfloat16: bf16 matrix products (MatmulPrecision::kBf16)
   int64_t prompt_len = 16, new_tokens = 64, prefill_len = 512, prefill_prompts = 4, group = 8;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
@@ -73,6 +75,7 @@ int main(int argc, char** argv) {
     else if (k == "--model-out") model_out = v;
     else if (k == "--batches") batches = v;
     else if (k == "--backend") backend_name = v;
+    else if (k == "--dtype") dtype = v;
     else if (k == "--prompt-len" && num) prompt_len = n;
     else if (k == "--new-tokens" && num) new_tokens = n;
     else if (k == "--prefill-len" && num) prefill_len = n;
@@ -83,6 +86,11 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  rlvr::kernels::MatmulPrecision precision;
+  if (absl::Status st = rlvr::kernels::ParseMatmulPrecision(dtype, &precision); !st.ok()) {
+    return Fail(st);
+  }
+  rlvr::kernels::SetMatmulPrecision(precision);
   auto cfg = rlvr::policy::Preset(arch, preset);
   if (!cfg.ok()) return Fail(cfg.status());
   auto model_or = rlvr::policy::CausalLM<float>::Create(*cfg);
@@ -112,7 +120,9 @@ int main(int argc, char** argv) {
 
   if (!model_out.empty()) {
     if (absl::Status s = rlvr::policy::SaveModel(model, model_out); !s.ok()) return Fail(s);
-    // Greedy reference for the peer's same-model check.
+    // Greedy reference for the peer's same-model check, in float32 whatever --dtype says (the
+    // peer checks with its float32 model).
+    rlvr::kernels::SetMatmulPrecision(rlvr::kernels::MatmulPrecision::kHighest);
     GenerationRequest r;
     r.prompt = RandomIds(rng, 12, V);
     r.sampling.temperature = 0;
@@ -126,6 +136,7 @@ int main(int argc, char** argv) {
     if (f == nullptr) return Fail(absl::InternalError("cannot write greedy.json"));
     std::fputs(j.dump().c_str(), f);
     std::fclose(f);
+    rlvr::kernels::SetMatmulPrecision(precision);
   }
 
   // Decode: B prompts, one sample each, new_tokens tokens each (no EOS), temperature 1.

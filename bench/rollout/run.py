@@ -35,6 +35,11 @@ def main():
     ap.add_argument("--arch", default="qwen3_moe")
     ap.add_argument("--batches", default="1,16,64,256")
     ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"],
+                    help="rlvr's matrix-product precision (bfloat16: MatmulPrecision::kBf16, "
+                         "packed bf16 weights in the rollout)")
+    ap.add_argument("--peer-dtypes", default="float32,bfloat16",
+                    help="PyTorch runs each; its best tokens/s per case is compared")
     ap.add_argument("--threads", type=int, default=0,
                     help="OMP_NUM_THREADS for both sides (torch reads it too); 0 = all cores")
     ap.add_argument("--passive", action="store_true",
@@ -48,6 +53,7 @@ def main():
         env["OMP_WAIT_POLICY"] = "passive"
     bench = os.path.join(args.build, "bin", "rollout_bench")
     have_torch = os.path.exists(args.python)
+    print(f"rlvr dtype {args.dtype}, pytorch dtypes {args.peer_dtypes} (best per case)")
     print(f"load average before: {os.getloadavg()}, cpus: {os.cpu_count()}, "
           f"threads: {args.threads or 'all'}, OMP_WAIT_POLICY: {env.get('OMP_WAIT_POLICY', '')}")
     headline = None
@@ -55,27 +61,27 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             mdir = os.path.join(tmp, "model")
             rl = run_json([bench, "--arch", args.arch, "--preset", preset, "--model-out", mdir,
-                           "--batches", args.batches, "--new-tokens", str(args.new_tokens)], env)
+                           "--batches", args.batches, "--new-tokens", str(args.new_tokens),
+                           "--dtype", args.dtype], env)
             pt = []
             if have_torch:
-                pt = run_json([args.python, os.path.join(HERE, "torch_peer.py"), "--model", mdir,
-                               "--preset", preset, "--batches", args.batches,
-                               "--new-tokens", str(args.new_tokens),
-                               "--check", os.path.join(mdir, "greedy.json")], env)
+                for dt in args.peer_dtypes.split(","):
+                    pt += run_json([args.python, os.path.join(HERE, "torch_peer.py"), "--model",
+                                    mdir, "--preset", preset, "--batches", args.batches,
+                                    "--new-tokens", str(args.new_tokens), "--dtype", dt,
+                                    "--check", os.path.join(mdir, "greedy.json")], env)
         print(f"== {args.arch} {preset} ==")
         for c in pt:
             if c["case"] == "check":
                 print(f"  same model check (16 greedy tokens equal): {c['greedy_match']}")
+        def best(rows, case, batch, key):
+            rates = [(r["tokens"] / r[key], r.get("dtype", args.dtype)) for r in rows
+                     if r["case"] == case and (batch is None or r.get("batch") == batch)]
+            return max(rates) if rates else (None, None)
         def rate(rows, case, batch=None):
-            for r in rows:
-                if r["case"] == case and (batch is None or r.get("batch") == batch):
-                    return r["tokens"] / r["seconds"]
-            return None
+            return best(rows, case, batch, "seconds")[0]
         def cpu_rate(rows, batch):
-            for r in rows:
-                if r["case"] == "decode" and r.get("batch") == batch:
-                    return r["tokens"] / r["cpu_seconds_with_prefill"]
-            return None
+            return best(rows, "decode", batch, "cpu_seconds_with_prefill")[0]
         for b in [int(x) for x in args.batches.split(",")]:
             x, y = rate(rl, "decode", b), rate(pt, "decode", b)
             ratio = f"{x / y:.2f}" if y else "n/a"
@@ -83,13 +89,14 @@ def main():
             cx, cy = cpu_rate(rl, b), cpu_rate(pt, b)
             cpu_txt = (f"; per CPU-second (prefill included) rlvr {cx:.0f}, pytorch {cy:.0f}, "
                        f"ratio {cx / cy:.2f}") if cy else ""
-            print(f"  decode batch {b:4d}: rlvr {x:9.0f} tok/s, pytorch {ytxt:>9} tok/s, "
+            pdt = best(pt, "decode", b, "seconds")[1]
+            print(f"  decode batch {b:4d}: rlvr {x:9.0f} tok/s, pytorch {ytxt:>9} tok/s ({pdt}), "
                   f"ratio {ratio}{cpu_txt}")
             if b == 64 and preset == args.presets.split(",")[-1]:
                 headline = (x, y)
-        x, y = rate(rl, "prefill"), rate(pt, "prefill")
+        x, (y, pdt) = rate(rl, "prefill"), best(pt, "prefill", None, "seconds")
         print(f"  prefill 512-token prompts: rlvr {x:.0f} tok/s, pytorch "
-              f"{f'{y:.0f}' if y else 'n/a'} tok/s, ratio {f'{x / y:.2f}' if y else 'n/a'}")
+              f"{f'{y:.0f}' if y else 'n/a'} tok/s ({pdt}), ratio {f'{x / y:.2f}' if y else 'n/a'}")
         for r in rl:
             if r["case"] == "group":
                 print(f"  group G={r['group']} of one {r['prompt_len']}-token prompt, 8 new tokens: "

@@ -26,6 +26,7 @@ class Model:
         with open(os.path.join(model_dir, "config.json")) as f:
             self.cfg = cfg = json.load(f)
         w = load_file(os.path.join(model_dir, "model.safetensors"))
+        self.dtype = dtype
         self.w = {k: v.to(dtype) for k, v in w.items()}
         self.C = cfg["hidden_size"]
         self.L = cfg["num_hidden_layers"]
@@ -59,7 +60,8 @@ class Model:
         # x [B, T, h, D], pos [B, T]
         freqs = pos[..., None].float() * self.inv_freq  # [B, T, D/2]
         emb = torch.cat([freqs, freqs], dim=-1)
-        cos, sin = emb.cos()[:, :, None, :], emb.sin()[:, :, None, :]
+        cos = emb.cos()[:, :, None, :].to(x.dtype)
+        sin = emb.sin()[:, :, None, :].to(x.dtype)
         x1, x2 = x[..., : self.D // 2], x[..., self.D // 2:]
         rot = torch.cat([-x2, x1], dim=-1)
         return x * cos + rot * sin
@@ -126,7 +128,8 @@ class Model:
         last = self.rms(x[:, -1], self.w["model.norm.weight"])
         return F.linear(last, self.lm_head)
 
-    def new_cache(self, B, Tmax, dtype=torch.float32):
+    def new_cache(self, B, Tmax, dtype=None):
+        dtype = dtype or self.dtype
         k = [torch.zeros(B, self.Hkv, Tmax, self.D, dtype=dtype) for _ in range(self.L)]
         v = [torch.zeros(B, self.Hkv, Tmax, self.D, dtype=dtype) for _ in range(self.L)]
         return k, v
@@ -142,6 +145,7 @@ def decode(model, B, prompt_len, new_tokens, seed):
     logits = model.forward(ids, pos, kc, vc)
     t0 = time.perf_counter()
     for step in range(new_tokens):
+        logits = logits.float()
         probs = logits.softmax(-1)
         tok = torch.multinomial(probs, 1, generator=g)
         logprob = torch.log_softmax(logits, -1).gather(1, tok)  # what GRPO records
@@ -171,11 +175,13 @@ def main():
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--prefill-len", type=int, default=512)
     ap.add_argument("--prefill-prompts", type=int, default=4)
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                    help="weights, activations and KV cache in this dtype")
     ap.add_argument("--check", help="JSON file with {prompt: [...], greedy: [...]} from rlvr")
     args = ap.parse_args()
     torch.manual_seed(0)
-    model = Model(args.model)
-    if args.check:
+    model = Model(args.model, getattr(torch, args.dtype))
+    if args.check and args.dtype == "float32":
         with open(args.check) as f:
             ref = json.load(f)
         ids = torch.tensor([ref["prompt"]])
@@ -192,11 +198,11 @@ def main():
     decode(model, 2, 8, 4, 1)  # warm-up
     for B in [int(b) for b in args.batches.split(",")]:
         s, cpu = decode(model, B, args.prompt_len, args.new_tokens, 1)
-        print(json.dumps({"case": "decode", "preset": args.preset, "batch": B,
+        print(json.dumps({"case": "decode", "preset": args.preset, "batch": B, "dtype": args.dtype,
                           "tokens": B * args.new_tokens, "seconds": s,
                           "cpu_seconds_with_prefill": cpu}), flush=True)
     s = prefill(model, args.prefill_len, args.prefill_prompts, 2)
-    print(json.dumps({"case": "prefill", "preset": args.preset,
+    print(json.dumps({"case": "prefill", "preset": args.preset, "dtype": args.dtype,
                       "tokens": args.prefill_len * args.prefill_prompts, "seconds": s}), flush=True)
 
 

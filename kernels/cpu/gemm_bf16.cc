@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 // GCC 12's unpack intrinsics start from _mm512_undefined_epi32(), which -Wmaybe-uninitialized
@@ -107,17 +108,19 @@ RLVR_BF16_TARGET void PackPanel(const View& v, int64_t w0, int64_t W, int64_t k0
 }
 
 // C[rows, cols] (op) = alpha * Apanel @ Bpanel, where op is "= + beta * C" on the first k block
-// and "+=" on later ones. rows, cols <= 16.
+// and "+=" on later ones. cols <= 16; the panel's first R rows are multiplied (R >= rows, a
+// compile-time count so that one-row decode products do not pay for sixteen).
+template <int R>
 RLVR_BF16_TARGET void MicroKernel(int64_t kp, const uint32_t* a, const uint32_t* b, float* c,
                                   int64_t ldc, int64_t rows, int64_t cols, float alpha,
                                   float beta, bool first) {
-  __m512 acc[16];
-  for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
+  __m512 acc[R];
+  for (int i = 0; i < R; ++i) acc[i] = _mm512_setzero_ps();
   for (int64_t p = 0; p < kp; ++p) {
     const __m512bh bv = (__m512bh)_mm512_load_si512(b + p * 16);
     const uint32_t* ap = a + p * 16;
 #pragma GCC unroll 16
-    for (int i = 0; i < 16; ++i) {
+    for (int i = 0; i < R; ++i) {
       acc[i] = _mm512_dpbf16_ps(acc[i], (__m512bh)_mm512_set1_epi32(static_cast<int>(ap[i])), bv);
     }
   }
@@ -132,6 +135,23 @@ RLVR_BF16_TARGET void MicroKernel(int64_t kp, const uint32_t* a, const uint32_t*
       v = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(m, ci), v);
     }
     _mm512_mask_storeu_ps(ci, m, v);
+  }
+}
+
+// Dispatches on the panel's row count. Each row's result depends only on that row of A and on
+// B (never on R or on the other rows), so a product is the same whatever M it is part of.
+void Tile(int64_t kp, const uint32_t* a, const uint32_t* b, float* c, int64_t ldc, int64_t rows,
+          int64_t cols, float alpha, float beta, bool first) {
+  if (rows == 1) {
+    MicroKernel<1>(kp, a, b, c, ldc, rows, cols, alpha, beta, first);
+  } else if (rows <= 2) {
+    MicroKernel<2>(kp, a, b, c, ldc, rows, cols, alpha, beta, first);
+  } else if (rows <= 4) {
+    MicroKernel<4>(kp, a, b, c, ldc, rows, cols, alpha, beta, first);
+  } else if (rows <= 8) {
+    MicroKernel<8>(kp, a, b, c, ldc, rows, cols, alpha, beta, first);
+  } else {
+    MicroKernel<16>(kp, a, b, c, ldc, rows, cols, alpha, beta, first);
   }
 }
 
@@ -160,18 +180,58 @@ uint16_t FloatToBf16Bits(float x) {
   return static_cast<uint16_t>(u >> 16);
 }
 
+int64_t PackedB::Offset(int64_t jc, int64_t kc) const {
+  // Blocks are stored column block by column block, K blocks inside.
+  const int64_t k_blocks = (K + kKc - 1) / kKc;
+  return offsets[(jc / kNc) * k_blocks + kc / kKc];
+}
+
+std::unique_ptr<PackedB> PackB(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ldb) {
+  auto out = std::make_unique<PackedB>();
+  out->K = K;
+  out->N = N;
+  const View b = trans_b ? View{B, ldb, 1} : View{B, 1, ldb};
+  int64_t total = 0;
+  for (int64_t jc = 0; jc < N; jc += kNc) {
+    const int64_t n_panels = (std::min(kNc, N - jc) + kPanel - 1) / kPanel;
+    for (int64_t kc = 0; kc < K; kc += kKc) {
+      out->offsets.push_back(total);
+      total += n_panels * ((std::min(kKc, K - kc) + 1) / 2) * kPanel;
+    }
+  }
+  out->storage.resize(total + 16);
+  const auto addr = reinterpret_cast<uintptr_t>(out->storage.data());
+  out->data = out->storage.data() + ((64 - addr % 64) % 64) / sizeof(uint32_t);
+  for (int64_t jc = 0; jc < N; jc += kNc) {
+    const int64_t nc = std::min(kNc, N - jc);
+    const int64_t n_panels = (nc + kPanel - 1) / kPanel;
+    const View bj{b.p + jc * b.sw, b.sw, b.sk};
+    for (int64_t kc = 0; kc < K; kc += kKc) {
+      const int64_t kn = std::min(kKc, K - kc);
+      const int64_t kp = (kn + 1) / 2;
+      uint32_t* dst = out->data + out->Offset(jc, kc);
+      for (int64_t q = 0; q < n_panels; ++q) PackPanel(bj, q * kPanel, nc, kc, kn, dst + q * kp * kPanel);
+    }
+  }
+  return out;
+}
+
 void GemmBf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
               const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-              int64_t ldc) {
+              int64_t ldc, const PackedB* packed_b) {
   const View a = trans_a ? View{A, 1, lda} : View{A, lda, 1};  // op(A): M rows of K
   const View b = trans_b ? View{B, ldb, 1} : View{B, 1, ldb};  // op(B)^T: N rows of K
   const int64_t m_panels = (M + kPanel - 1) / kPanel;
   static thread_local std::vector<uint32_t> a_buf, b_buf;
   const int64_t kp_max = kKc / 2;
   uint32_t* ap = Buffer(&a_buf, m_panels * kp_max * kPanel);
-  uint32_t* bp = Buffer(&b_buf, ((std::min(N, kNc) + kPanel - 1) / kPanel) * kp_max * kPanel);
+  uint32_t* bp = packed_b != nullptr
+                     ? nullptr
+                     : Buffer(&b_buf, ((std::min(N, kNc) + kPanel - 1) / kPanel) * kp_max * kPanel);
   // Two threads pay off from about a 64 x 64 x 256 product up.
   const bool parallel = !omp_in_parallel() && omp_get_max_threads() > 1 && M * N * K >= (1 << 20);
+  // Column tiles narrow enough that a few rows still give every thread work.
+  const int64_t tile_n = M <= kPanel ? 2 * kPanel : kTile;
 
   for (int64_t jc = 0; jc < N; jc += kNc) {
     const int64_t nc = std::min(kNc, N - jc);
@@ -180,13 +240,16 @@ void GemmBf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
       const int64_t kn = std::min(kKc, K - kc);
       const int64_t kp = (kn + 1) / 2;
       const bool first = kc == 0;
-      const int64_t m_tiles = (M + kTile - 1) / kTile, n_tiles = (nc + kTile - 1) / kTile;
+      const int64_t m_tiles = (M + kTile - 1) / kTile, n_tiles = (nc + tile_n - 1) / tile_n;
       const View bj{b.p + jc * b.sw, b.sw, b.sk};
+      uint32_t* bk = packed_b != nullptr ? packed_b->data + packed_b->Offset(jc, kc) : bp;
 #pragma omp parallel if (parallel)
       {
+        if (packed_b == nullptr) {
 #pragma omp for schedule(static) nowait
-        for (int64_t q = 0; q < n_panels; ++q) {
-          PackPanel(bj, q * kPanel, nc, kc, kn, bp + q * kp * kPanel);
+          for (int64_t q = 0; q < n_panels; ++q) {
+            PackPanel(bj, q * kPanel, nc, kc, kn, bk + q * kp * kPanel);
+          }
         }
 #pragma omp for schedule(static)
         for (int64_t q = 0; q < m_panels; ++q) {
@@ -195,13 +258,13 @@ void GemmBf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
 #pragma omp for collapse(2) schedule(static)
         for (int64_t tm = 0; tm < m_tiles; ++tm) {
           for (int64_t tn = 0; tn < n_tiles; ++tn) {
-            const int64_t j_end = std::min(nc, (tn + 1) * kTile);
+            const int64_t j_end = std::min(nc, (tn + 1) * tile_n);
             const int64_t i_end = std::min(M, (tm + 1) * kTile);
-            for (int64_t j = tn * kTile; j < j_end; j += kPanel) {
+            for (int64_t j = tn * tile_n; j < j_end; j += kPanel) {
               for (int64_t i = tm * kTile; i < i_end; i += kPanel) {
-                MicroKernel(kp, ap + (i / kPanel) * kp * kPanel, bp + (j / kPanel) * kp * kPanel,
-                            C + i * ldc + jc + j, ldc, std::min(kPanel, M - i),
-                            std::min(kPanel, nc - j), alpha, beta, first);
+                Tile(kp, ap + (i / kPanel) * kp * kPanel, bk + (j / kPanel) * kp * kPanel,
+                     C + i * ldc + jc + j, ldc, std::min(kPanel, M - i), std::min(kPanel, nc - j),
+                     alpha, beta, first);
               }
             }
           }

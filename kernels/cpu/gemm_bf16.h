@@ -14,6 +14,8 @@
 #define RLVR_KERNELS_CPU_GEMM_BF16_H_
 
 #include <cstdint>
+#include <memory>
+#include <vector>
 
 namespace rlvr::kernels::internal {
 
@@ -21,13 +23,27 @@ namespace rlvr::kernels::internal {
 // library itself may be compiled for a lesser -march).
 bool CpuHasAvx512Bf16();
 
+// op(B) [K, N] converted once to the packed bf16 layout GemmBf16 uses, for a B that takes part
+// in many products (a weight matrix during generation). The numbers are those GemmBf16 packs
+// on the fly, so a product gives the same bits either way.
+struct PackedB {
+  int64_t K = 0, N = 0;
+  std::vector<int64_t> offsets;   // of each (column block, K block), in uint32 units
+  std::vector<uint32_t> storage;
+  uint32_t* data = nullptr;       // 64-byte aligned, inside storage
+  int64_t Offset(int64_t jc, int64_t kc) const;
+};
+// Precondition: CpuHasAvx512Bf16(), K, N > 0.
+std::unique_ptr<PackedB> PackB(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ldb);
+
 // C[M, N] = alpha * op(A) @ op(B) + beta * C with the operands rounded to bf16; arguments as
 // kernels::Gemm (row-major, leading dimensions in elements). beta == 0 ignores C's contents.
+// With `packed_b` (made by PackB with the same trans_b, K, N), B and ldb are not read.
 // Precondition: CpuHasAvx512Bf16(), M, N, K > 0. Runs on the OpenMP team unless called from
 // inside a parallel region.
 void GemmBf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
               const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-              int64_t ldc);
+              int64_t ldc, const PackedB* packed_b = nullptr);
 
 // fp32 -> bf16 bits, round to nearest even (NaN stays NaN). The reference for the tests.
 uint16_t FloatToBf16Bits(float x);

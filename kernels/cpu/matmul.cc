@@ -3,6 +3,11 @@
 #include <cblas.h>
 
 #include <atomic>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <type_traits>
+#include <unordered_map>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -13,6 +18,25 @@ namespace rlvr::kernels {
 namespace {
 
 std::atomic<MatmulPrecision> g_precision{MatmulPrecision::kHighest};
+
+// The PackedWeights registry: weight pointer -> its packed copy. Read on every LinearForward
+// while any entry exists (a shared lock), written when a PackedWeights is made or destroyed.
+struct PackedEntry {
+  int64_t out = 0, in = 0;
+  std::unique_ptr<internal::PackedB> packed;
+};
+std::shared_mutex g_packed_mu;
+std::unordered_map<const float*, PackedEntry> g_packed;
+std::atomic<int64_t> g_packed_count{0};
+
+// The packed copy of w for x @ w^T, or null.
+const internal::PackedB* FindPacked(const float* w, int64_t out, int64_t in) {
+  if (g_packed_count.load(std::memory_order_acquire) == 0) return nullptr;
+  std::shared_lock lock(g_packed_mu);
+  auto it = g_packed.find(w);
+  if (it == g_packed.end() || it->second.out != out || it->second.in != in) return nullptr;
+  return it->second.packed.get();
+}
 
 CBLAS_TRANSPOSE Tr(bool t) { return t ? CblasTrans : CblasNoTrans; }
 
@@ -97,10 +121,45 @@ void Gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
   BlasGemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+PackedWeights::PackedWeights(const std::vector<Matrix>& matrices) {
+  if (g_precision.load() != MatmulPrecision::kBf16 || !internal::CpuHasAvx512Bf16()) return;
+  std::vector<std::unique_ptr<internal::PackedB>> packed(matrices.size());
+#pragma omp parallel for schedule(dynamic)
+  for (size_t i = 0; i < matrices.size(); ++i) {
+    const Matrix& m = matrices[i];
+    if (m.out > 0 && m.in > 0) packed[i] = internal::PackB(true, m.in, m.out, m.w, m.in);
+  }
+  std::unique_lock lock(g_packed_mu);
+  for (size_t i = 0; i < matrices.size(); ++i) {
+    if (packed[i] == nullptr || g_packed.count(matrices[i].w)) continue;
+    g_packed[matrices[i].w] = {matrices[i].out, matrices[i].in, std::move(packed[i])};
+    keys_.push_back(matrices[i].w);
+  }
+  g_packed_count.store(static_cast<int64_t>(g_packed.size()), std::memory_order_release);
+}
+
+PackedWeights::~PackedWeights() {
+  std::unique_lock lock(g_packed_mu);
+  for (const float* k : keys_) g_packed.erase(k);
+  g_packed_count.store(static_cast<int64_t>(g_packed.size()), std::memory_order_release);
+}
+
 template <typename T>
 void LinearForward(const T* x, const T* w, const T* bias, int64_t N, int64_t in, int64_t out,
                    T* y) {
-  Gemm<T>(false, true, N, out, in, T(1), x, in, w, in, T(0), y, out);
+  const internal::PackedB* packed = nullptr;
+  if constexpr (std::is_same_v<T, float>) {
+    if (N > 0 && g_precision.load(std::memory_order_relaxed) == MatmulPrecision::kBf16) {
+      packed = FindPacked(w, out, in);
+    }
+  }
+  if (packed != nullptr) {
+    if constexpr (std::is_same_v<T, float>) {
+      internal::GemmBf16(false, true, N, out, in, 1.0f, x, in, w, in, 0.0f, y, out, packed);
+    }
+  } else {
+    Gemm<T>(false, true, N, out, in, T(1), x, in, w, in, T(0), y, out);
+  }
   if (bias != nullptr) {
     for (int64_t n = 0; n < N; ++n) Add(y + n * out, bias, out, y + n * out);
   }

@@ -131,6 +131,58 @@ TEST_F(GemmBf16Test, ManyColumnBlocksAndThreads) {
   Check({false, false, 256, 256, 256, 1.0f, 0.0f});  // big enough to run on the OpenMP team
 }
 
+// Each row of a product is the same bits whatever M it is computed in (the micro-kernel for a
+// few rows must not change the arithmetic), with and without packed weights; one-row products
+// with packed weights run in bf16 too.
+TEST_F(GemmBf16Test, RowsAreIndependentOfMAndPackedWeightsGiveTheSameBits) {
+  const int64_t in = 300, out = 70, M = 37;
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> d(-1, 1);
+  std::vector<float> x(M * in), w(out * in), bias(out);
+  for (float& v : x) v = d(rng);
+  for (float& v : w) v = d(rng);
+  for (float& v : bias) v = d(rng);
+  PrecisionGuard guard(MatmulPrecision::kBf16);
+  std::vector<float> full(M * out);
+  LinearForward<float>(x.data(), w.data(), bias.data(), M, in, out, full.data());
+  {
+    PackedWeights packed({{w.data(), out, in}});
+    ASSERT_EQ(packed.packed_matrices(), 1);
+    std::vector<float> y(M * out);
+    LinearForward<float>(x.data(), w.data(), bias.data(), M, in, out, y.data());
+    EXPECT_EQ(std::memcmp(y.data(), full.data(), y.size() * sizeof(float)), 0);
+    for (int64_t rows : {1, 2, 3, 5, 9, 16, 17}) {
+      for (int64_t r0 = 0; r0 + rows <= M; r0 += 11) {
+        std::vector<float> part(rows * out);
+        LinearForward<float>(x.data() + r0 * in, w.data(), bias.data(), rows, in, out,
+                             part.data());
+        EXPECT_EQ(std::memcmp(part.data(), full.data() + r0 * out, part.size() * sizeof(float)),
+                  0)
+            << rows << " rows from row " << r0;
+      }
+    }
+    // A matrix with another shape at the same address is not taken for the packed one.
+    std::vector<float> other(M * (out - 1));
+    LinearForward<float>(x.data(), w.data(), nullptr, M, in, out - 1, other.data());
+    std::vector<float> want(M * (out - 1));
+    Gemm<float>(false, true, M, out - 1, in, 1.0f, x.data(), in, w.data(), in, 0.0f,
+                want.data(), out - 1);
+    EXPECT_EQ(std::memcmp(other.data(), want.data(), want.size() * sizeof(float)), 0);
+  }
+  // Several rows agree with unpacked products of several rows (M = 1 alone uses GEMV when
+  // nothing is packed).
+  std::vector<float> two(2 * out);
+  LinearForward<float>(x.data() + 4 * in, w.data(), bias.data(), 2, in, out, two.data());
+  EXPECT_EQ(std::memcmp(two.data(), full.data() + 4 * out, two.size() * sizeof(float)), 0);
+}
+
+TEST(PackedWeightsTest, PacksNothingUnderHighestPrecision) {
+  ASSERT_EQ(GetMatmulPrecision(), MatmulPrecision::kHighest);
+  std::vector<float> w(16 * 16, 0.5f);
+  PackedWeights packed({{w.data(), 16, 16}});
+  EXPECT_EQ(packed.packed_matrices(), 0);
+}
+
 TEST(MatmulPrecisionTest, ParsesNamesAndRejectsOthers) {
   MatmulPrecision p = MatmulPrecision::kBf16;
   ASSERT_TRUE(ParseMatmulPrecision("highest", &p).ok());
