@@ -107,6 +107,43 @@ RLVR_BF16_TARGET void PackPanel(const View& v, int64_t w0, int64_t W, int64_t k0
   }
 }
 
+// Panels q0 .. q1-1 of `v` (each kp x 16 pairs, consecutive in `out` starting with panel q0).
+// k-major views are read a row pair at a time across all the panels (rows are contiguous in
+// memory; one panel at a time would touch a new cache line on every load).
+RLVR_BF16_TARGET void PackPanels(const View& v, int64_t q0, int64_t q1, int64_t W, int64_t k0,
+                                 int64_t kn, uint32_t* out) {
+  const int64_t kp = (kn + 1) / 2;
+  if (v.sk == 1) {
+    for (int64_t q = q0; q < q1; ++q) PackPanel(v, q * kPanel, W, k0, kn, out + (q - q0) * kp * kPanel);
+    return;
+  }
+  const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10,
+                                              25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3,
+                                              18, 2, 17, 1, 16, 0);
+  for (int64_t p = 0; p < kp; ++p) {
+    const float* row0 = v.p + (k0 + 2 * p) * v.sk;
+    const float* row1 = row0 + v.sk;
+    const bool has1 = 2 * p + 1 < kn;
+    uint32_t* dst = out + p * 16;
+    for (int64_t q = q0; q < q1; ++q, dst += kp * kPanel) {
+      const int64_t w0 = q * kPanel;
+      const __mmask16 m = Mask(W - w0);
+      const __m512 lo = _mm512_maskz_loadu_ps(m, row0 + w0);
+      const __m512 hi = has1 ? _mm512_maskz_loadu_ps(m, row1 + w0) : _mm512_setzero_ps();
+      _mm512_store_si512(dst, _mm512_permutexvar_epi16(interleave, CvtPairs(lo, hi)));
+    }
+  }
+}
+
+// Packs panels [0, n) of `v` into out on the OpenMP team (or this thread): contiguous ranges
+// of panels per thread.
+void PackAll(const View& v, int64_t n_panels, int64_t W, int64_t k0, int64_t kn, uint32_t* out) {
+  const int64_t kp = (kn + 1) / 2;
+  const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+  const int64_t q0 = n_panels * t / nt, q1 = n_panels * (t + 1) / nt;
+  if (q1 > q0) PackPanels(v, q0, q1, W, k0, kn, out + q0 * kp * kPanel);
+}
+
 // C[rows, cols] (op) = alpha * Apanel @ Bpanel, where op is "= + beta * C" on the first k block
 // and "+=" on later ones. cols <= 16; the panel's first R rows are multiplied (R >= rows, a
 // compile-time count so that one-row decode products do not pay for sixteen).
@@ -208,9 +245,8 @@ std::unique_ptr<PackedB> PackB(bool trans_b, int64_t K, int64_t N, const float* 
     const View bj{b.p + jc * b.sw, b.sw, b.sk};
     for (int64_t kc = 0; kc < K; kc += kKc) {
       const int64_t kn = std::min(kKc, K - kc);
-      const int64_t kp = (kn + 1) / 2;
       uint32_t* dst = out->data + out->Offset(jc, kc);
-      for (int64_t q = 0; q < n_panels; ++q) PackPanel(bj, q * kPanel, nc, kc, kn, dst + q * kp * kPanel);
+      PackPanels(bj, 0, n_panels, nc, kc, kn, dst);
     }
   }
   return out;
@@ -245,16 +281,9 @@ void GemmBf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
       uint32_t* bk = packed_b != nullptr ? packed_b->data + packed_b->Offset(jc, kc) : bp;
 #pragma omp parallel if (parallel)
       {
-        if (packed_b == nullptr) {
-#pragma omp for schedule(static) nowait
-          for (int64_t q = 0; q < n_panels; ++q) {
-            PackPanel(bj, q * kPanel, nc, kc, kn, bk + q * kp * kPanel);
-          }
-        }
-#pragma omp for schedule(static)
-        for (int64_t q = 0; q < m_panels; ++q) {
-          PackPanel(a, q * kPanel, M, kc, kn, ap + q * kp * kPanel);
-        }
+        if (packed_b == nullptr) PackAll(bj, n_panels, nc, kc, kn, bk);
+        PackAll(a, m_panels, M, kc, kn, ap);
+#pragma omp barrier
 #pragma omp for collapse(2) schedule(static)
         for (int64_t tm = 0; tm < m_tiles; ++tm) {
           for (int64_t tn = 0; tn < n_tiles; ++tn) {

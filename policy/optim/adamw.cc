@@ -82,7 +82,7 @@ double AdamW::GradNorm() const {
     const float* g = p.grad;
     const int64_t n = p.numel;
     double s = 0;
-#pragma omp parallel for reduction(+ : s) schedule(static) if (n > (1 << 16))
+#pragma omp parallel for simd reduction(+ : s) schedule(static) if (n > (1 << 16))
     for (int64_t i = 0; i < n; ++i) s += static_cast<double>(g[i]) * g[i];
     total += s;
   }
@@ -111,19 +111,17 @@ StepStats AdamW::Step() {
   const float step_size = lr / bc1;
   const float eps = static_cast<float>(config_.eps);
   const float fb1 = static_cast<float>(b1), fb2 = static_cast<float>(b2);
-  const bool scale_grad = clip != 1.0f;  // otherwise the gradient is left as it is (no write)
   for (size_t k = 0; k < params_.size(); ++k) {
     OptimParam& p = params_[k];
     const float decay = p.decay ? 1.0f - lr * static_cast<float>(config_.weight_decay) : 1.0f;
     float* w = p.data;
-    float* g = p.grad;
+    const float* g = p.grad;
     float* m = m_[k].data();
     float* v = v_[k].data();
     const int64_t n = p.numel;
 #pragma omp parallel for simd schedule(static) if (n > (1 << 16))
     for (int64_t i = 0; i < n; ++i) {
-      const float gi = g[i] * clip;
-      if (scale_grad) g[i] = gi;
+      const float gi = g[i] * clip;  // the clipped gradient; g itself is not written
       m[i] = fb1 * m[i] + (1.0f - fb1) * gi;
       v[i] = fb2 * v[i] + (1.0f - fb2) * gi * gi;
       const float denom = std::sqrt(v[i]) / bc2_sqrt + eps;

@@ -3,8 +3,8 @@
 //
 // One Step() does, in this order (PyTorch's clip_grad_norm_ + torch.optim.AdamW):
 //   norm = sqrt(sum over all parameters of grad^2)     (computed in double)
-//   if max_grad_norm > 0 and norm > max_grad_norm: every grad is scaled by
-//       max_grad_norm / (norm + 1e-6)
+//   if max_grad_norm > 0 and norm > max_grad_norm: every grad g below is scaled by
+//       max_grad_norm / (norm + 1e-6)  (inside the update: the gradient buffers are not written)
 //   t += 1; lr = LearningRate(config, t - 1)
 //   for every element:  p *= 1 - lr * wd   (wd = weight_decay for decay parameters, else 0)
 //                       m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
@@ -61,7 +61,7 @@ double LearningRate(const AdamWConfig& config, int64_t step);
 struct OptimParam {
   std::string name;  // unique; keys the saved state
   float* data = nullptr;
-  float* grad = nullptr;  // read, and scaled in place by clipping
+  float* grad = nullptr;  // read only: clipping scales it inside the update, not in place
   int64_t numel = 0;
   bool decay = true;  // weight decay applies
 };
