@@ -34,6 +34,7 @@
 #include "core/jsonl.h"
 #include "core/progress.h"
 #include "core/status.h"
+#include "kernels/matmul.h"
 #include "nlohmann/json.hpp"
 #include "policy/model/checkpoint.h"
 #include "policy/model/model.h"
@@ -51,6 +52,7 @@ using json = nlohmann::json;
 
 struct GenerateFlags {
   std::string model_dir, in_path, out_path;
+  std::string dtype = "float32";
   int64_t n = 1;
   uint64_t seed = 0;
   rollout::SamplingParams sampling;
@@ -265,6 +267,9 @@ int GenerateMain(const Args& args) {
         ->check(CLI::PositiveNumber);
     app.add_option("--block-size", f.engine.block_size, "KV cache block size in positions")
         ->check(CLI::PositiveNumber);
+    app.add_option("--dtype", f.dtype,
+                   "float32, or bfloat16: bf16 matrix products from packed bf16 weights (logprobs "
+                   "then match `rlvr logprobs --dtype bfloat16` to bf16 rounding, not 1e-5)");
     std::vector<std::string> argv(args.rbegin(), args.rend() - 1);
     try {
       app.parse(argv);
@@ -275,7 +280,14 @@ int GenerateMain(const Args& args) {
       std::fprintf(stderr, "rlvr generate: %s\n", v.ToString().c_str());
       return 2;
     }
-    absl::Status s = Run(f);
+    kernels::MatmulPrecision precision;
+    absl::Status s = kernels::ParseMatmulPrecision(f.dtype, &precision);
+    if (!s.ok()) {
+      std::fprintf(stderr, "rlvr generate: --dtype: %s\n", s.ToString().c_str());
+      return 2;
+    }
+    kernels::SetMatmulPrecision(precision);
+    s = Run(f);
     if (!s.ok()) {
       std::fprintf(stderr, "rlvr generate: %s\n", s.ToString().c_str());
       return 1;

@@ -21,6 +21,7 @@
 #include "cli/commands.h"
 #include "core/jsonl.h"
 #include "core/status.h"
+#include "kernels/matmul.h"
 #include "nlohmann/json.hpp"
 #include "policy/model/checkpoint.h"
 #include "policy/model/model.h"
@@ -173,6 +174,7 @@ int LogprobsMain(const Args& args) {
     CLI::App app("Per-token logprobs and entropies of completions under a model.", "rlvr logprobs");
     std::string model_dir, in_path, out_path;
     int64_t batch_tokens = 8192;
+    std::string dtype = "float32";
     app.add_option("--model", model_dir, "model directory (Hugging Face layout)")->required();
     app.add_option("--in", in_path,
                    "JSONL with prompt (or prompt_tokens) and completion (or completion_tokens)")
@@ -180,13 +182,21 @@ int LogprobsMain(const Args& args) {
     app.add_option("--out", out_path, "output JSONL (written atomically)")->required();
     app.add_option("--batch-tokens", batch_tokens, "padded tokens per forward pass")
         ->check(CLI::PositiveNumber);
+    app.add_option("--dtype", dtype, "float32, or bfloat16 (bf16 matrix products)");
     std::vector<std::string> argv(args.rbegin(), args.rend() - 1);
     try {
       app.parse(argv);
     } catch (const CLI::ParseError& e) {
       return app.exit(e) == 0 ? 0 : 2;
     }
-    absl::Status s = Run(model_dir, in_path, out_path, batch_tokens);
+    kernels::MatmulPrecision precision;
+    absl::Status s = kernels::ParseMatmulPrecision(dtype, &precision);
+    if (!s.ok()) {
+      std::fprintf(stderr, "rlvr logprobs: --dtype: %s\n", s.ToString().c_str());
+      return 2;
+    }
+    kernels::SetMatmulPrecision(precision);
+    s = Run(model_dir, in_path, out_path, batch_tokens);
     if (!s.ok()) {
       std::fprintf(stderr, "rlvr logprobs: %s\n", s.ToString().c_str());
       return 1;

@@ -15,6 +15,7 @@
 #include "cli/commands.h"
 #include "cluster/trainer.h"
 #include "core/config.h"
+#include "kernels/matmul.h"
 #include "core/jsonl.h"
 #include "core/status.h"
 #include "policy/model/checkpoint.h"
@@ -35,6 +36,12 @@ struct TrainSetup {
 absl::Status RunTrain(const std::string& config_path, const std::vector<std::string>& overrides,
                       bool resume) {
   RLVR_ASSIGN_OR_RETURN(proto::RunConfig config, LoadRunConfig(config_path, overrides));
+  // model.dtype: bfloat16 runs every float matrix product with bf16 operands (fp32 weights,
+  // gradients and optimizer state), the rollout from packed bf16 weights.
+  kernels::MatmulPrecision precision;
+  RLVR_RETURN_IF_ERROR(kernels::ParseMatmulPrecision(config.model().dtype(), &precision),
+                       "model.dtype");
+  kernels::SetMatmulPrecision(precision);
   if (config.model().path().empty()) {
     return absl::InvalidArgumentError(
         "model.path: a checkpoint directory is required (create one with `rlvr init`)");

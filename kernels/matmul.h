@@ -21,9 +21,11 @@ namespace rlvr::kernels {
 //   kHighest  float32 operands and accumulation (OpenBLAS sgemm). The default; every parity
 //             test against transformers runs in it.
 //   kBf16     operands rounded to bfloat16 (nearest even), products accumulated in float32, on
-//             CPUs with AVX512-BF16 (twice the fp32 rate); elsewhere, and for one-row or
-//             one-column products (GEMV), float32 as kHighest. Like torch.autocast(bf16) for
-//             the matrix products only: weights, activations and gradients stay float32.
+//             CPUs with AVX512-BF16 (twice the fp32 rate); elsewhere float32 as kHighest.
+//             Every float product of every shape (one-row decode products included), so a
+//             row's result never depends on how many rows it is computed with. Like
+//             torch.autocast(bf16) for the matrix products only: weights, activations and
+//             gradients stay float32.
 // Double-precision products are unaffected.
 enum class MatmulPrecision { kHighest, kBf16 };
 void SetMatmulPrecision(MatmulPrecision precision);
@@ -32,6 +34,13 @@ MatmulPrecision GetMatmulPrecision();
 absl::Status ParseMatmulPrecision(const std::string& name, MatmulPrecision* out);
 // True when kBf16 actually runs bf16 products on this CPU.
 bool Bf16MatmulAvailable();
+// True when the current precision is kBf16 and this CPU runs it (products round to bf16).
+bool MatmulInBf16();
+// Rounds x[0, n) to the nearest bf16 values (kept as float): what a kBf16 product does to its
+// operands. The decode-time attention kernels, which compute their dot products without a GEMM,
+// apply it to queries, cached keys/values and probabilities when MatmulInBf16(), so that
+// decoding gives what the GEMM-based full forward gives.
+void RoundToBf16(float* x, int64_t n);
 
 // Weight matrices packed once for many products, as the rollout engine's decode steps do.
 // While a PackedWeights object lives, LinearForward<float>(x, w, ...) with one of its

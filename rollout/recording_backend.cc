@@ -15,10 +15,11 @@
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
 #include "kernels/attention.h"
+#include "kernels/cpu/fast_math.h"
 #include "kernels/elementwise.h"
+#include "kernels/matmul.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
-#include "kernels/matmul.h"
 #include "policy/layers/common.h"
 #include "policy/layers/embedding.h"
 
@@ -44,7 +45,7 @@ inline float HorizontalSum(__m512 v) {
 template <int NV>
 void AttendItemAvx512(const float* qh, int64_t G, int64_t len,
                       const kernels::KvCacheView<float>& cache,
-                      int64_t koff, int64_t row, float scale, float* w, float* o) {
+                      int64_t koff, int64_t row, float scale, bool bf16, float* w, float* o) {
   const int64_t bs = cache.block_size;
   for (int64_t g = 0; g < G; ++g) {
     __m512 qv[NV];
@@ -67,7 +68,7 @@ void AttendItemAvx512(const float* qh, int64_t G, int64_t len,
     }
     float sum = 0;
     for (int64_t s = 0; s < len; ++s) {
-      wg[s] = std::exp(wg[s] - m);
+      wg[s] = kernels::internal::FastExp(wg[s] - m);
       sum += wg[s];
     }
     const float inv = 1.0f / sum;
@@ -77,7 +78,9 @@ void AttendItemAvx512(const float* qh, int64_t G, int64_t len,
       const int64_t rows = std::min(bs, len - s0);
       const float* vb = cache.v_blocks[blk] + koff;
       for (int64_t r = 0; r < rows; ++r) {
-        const __m512 ws = _mm512_set1_ps(wg[s0 + r] * inv);
+        float p = wg[s0 + r] * inv;
+        if (bf16) kernels::RoundToBf16(&p, 1);
+        const __m512 ws = _mm512_set1_ps(p);
         const float* vr = vb + r * row;
         for (int i = 0; i < NV; ++i) {
           ov[i] = _mm512_fmadd_ps(ws, _mm512_loadu_ps(vr + 16 * i), ov[i]);
@@ -92,7 +95,7 @@ void AttendItemAvx512(const float* qh, int64_t G, int64_t len,
 // The same for any D (portable loops).
 void AttendItemGeneric(const float* qh, int64_t G, int64_t D, int64_t len,
                        const kernels::KvCacheView<float>& cache, int64_t koff, int64_t row,
-                       float scale, float* w, float* o) {
+                       float scale, bool bf16, float* w, float* o) {
   const int64_t bs = cache.block_size;
   for (int64_t g = 0; g < G; ++g) {
     const float* qv = qh + g * D;
@@ -111,7 +114,7 @@ void AttendItemGeneric(const float* qh, int64_t G, int64_t D, int64_t len,
     }
     float sum = 0;
     for (int64_t s = 0; s < len; ++s) {
-      wg[s] = std::exp(wg[s] - m);
+      wg[s] = kernels::internal::FastExp(wg[s] - m);
       sum += wg[s];
     }
     const float inv = 1.0f / sum;
@@ -121,7 +124,8 @@ void AttendItemGeneric(const float* qh, int64_t G, int64_t D, int64_t len,
       const int64_t rows = std::min(bs, len - s0);
       const float* vb = cache.v_blocks[blk] + koff;
       for (int64_t r = 0; r < rows; ++r) {
-        const float ws = wg[s0 + r] * inv;
+        float ws = wg[s0 + r] * inv;
+        if (bf16) kernels::RoundToBf16(&ws, 1);
         const float* vr = vb + r * row;
         for (int64_t d = 0; d < D; ++d) og[d] += ws * vr[d];
       }
@@ -139,35 +143,43 @@ void PagedAttention(const float* q, const int32_t* positions, int64_t B, int64_t
   const int64_t G = H / Hkv, row = Hkv * D, items = B * Tn * Hkv;
   int64_t work = 0;
   for (int64_t i = 0; i < B * Tn; ++i) work += (positions[i] + 1) * H * D;
+  // Under bf16 products: round what the GEMM-based full forward rounds (queries here,
+  // probabilities in the items; KvCacheWrite stores rounded keys and values).
+  const bool bf16 = kernels::MatmulInBf16();
 #pragma omp parallel if (items > 1 && work >= (int64_t{1} << 16))
   {
-    std::vector<float> w;
+    std::vector<float> w, q_round;
 #pragma omp for schedule(dynamic, 2)
     for (int64_t i = 0; i < items; ++i) {
       const int64_t bt = i / Hkv, kh = i % Hkv, b = bt / Tn;
       const int64_t len = positions[bt] + 1;
       const float* qh = q + (bt * H + kh * G) * D;
+      if (bf16) {
+        q_round.assign(qh, qh + G * D);
+        kernels::RoundToBf16(q_round.data(), G * D);
+        qh = q_round.data();
+      }
       float* o = out + (bt * H + kh * G) * D;
       w.resize(static_cast<size_t>(G * len));
 #if defined(__AVX512F__)
       switch (D) {
         case 16:
-          AttendItemAvx512<1>(qh, G, len, caches[b], kh * D, row, scale, w.data(), o);
+          AttendItemAvx512<1>(qh, G, len, caches[b], kh * D, row, scale, bf16, w.data(), o);
           continue;
         case 32:
-          AttendItemAvx512<2>(qh, G, len, caches[b], kh * D, row, scale, w.data(), o);
+          AttendItemAvx512<2>(qh, G, len, caches[b], kh * D, row, scale, bf16, w.data(), o);
           continue;
         case 64:
-          AttendItemAvx512<4>(qh, G, len, caches[b], kh * D, row, scale, w.data(), o);
+          AttendItemAvx512<4>(qh, G, len, caches[b], kh * D, row, scale, bf16, w.data(), o);
           continue;
         case 128:
-          AttendItemAvx512<8>(qh, G, len, caches[b], kh * D, row, scale, w.data(), o);
+          AttendItemAvx512<8>(qh, G, len, caches[b], kh * D, row, scale, bf16, w.data(), o);
           continue;
         default:
           break;
       }
 #endif
-      AttendItemGeneric(qh, G, D, len, caches[b], kh * D, row, scale, w.data(), o);
+      AttendItemGeneric(qh, G, D, len, caches[b], kh * D, row, scale, bf16, w.data(), o);
     }
   }
 }

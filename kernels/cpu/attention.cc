@@ -1,13 +1,15 @@
 #include "kernels/attention.h"
-#include "kernels/cpu/fast_math.h"
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "core/status.h"
+#include "kernels/cpu/fast_math.h"
 #include "kernels/matmul.h"
 
 namespace rlvr::kernels {
@@ -118,6 +120,7 @@ void KvCacheWrite(const T* k_new, const T* v_new, const int32_t* positions, int6
   RLVR_CHECK(static_cast<int64_t>(caches.size()) == B, "KvCacheWrite: ", caches.size(),
              " caches for batch ", B);
   const int64_t row = Hkv * D;
+  const bool bf16 = std::is_same_v<T, float> && MatmulInBf16();
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t t = 0; t < Tn; ++t) {
       const int64_t p = positions[b * Tn + t];
@@ -130,6 +133,14 @@ void KvCacheWrite(const T* k_new, const T* v_new, const int32_t* positions, int6
       for (int64_t i = 0; i < row; ++i) {
         kd[i] = ks[i];
         vd[i] = vs[i];
+      }
+      if constexpr (std::is_same_v<T, float>) {
+        // Under bf16 products the full forward sees keys and values rounded to bf16; so does
+        // the cache, for decoding to compute the same thing.
+        if (bf16) {
+          RoundToBf16(kd, row);
+          RoundToBf16(vd, row);
+        }
       }
     }
   }
@@ -145,15 +156,25 @@ void AttentionCachedForward(const T* q, const int32_t* positions, int64_t B, int
   const int64_t row = Hkv * D;
   const T sc = static_cast<T>(scale);
   const int64_t items = B * Tn * H;
+  // Under bf16 products, round what the full forward's GEMMs round (the query here, the
+  // probabilities below; the cache holds rounded keys and values).
+  const bool bf16 = std::is_same_v<T, float> && MatmulInBf16();
 #pragma omp parallel if (items > 1 && items * D * 64 >= kParallelWork)
   {
-    std::vector<T> w;
+    std::vector<T> w, q_round(D);
 #pragma omp for schedule(dynamic)
     for (int64_t i = 0; i < items; ++i) {
       const int64_t bt = i / H, h = i % H, b = bt / Tn, g = h / group;
       const int64_t p = positions[bt];
       const KvCacheView<T>& cache = caches[b];
       const T* qv = q + (bt * H + h) * D;
+      if constexpr (std::is_same_v<T, float>) {
+        if (bf16) {
+          std::copy(qv, qv + D, q_round.begin());
+          RoundToBf16(q_round.data(), D);
+          qv = q_round.data();
+        }
+      }
       w.resize(p + 1);
       T m = -std::numeric_limits<T>::infinity();
       for (int64_t s = 0; s <= p; ++s) {
@@ -175,7 +196,10 @@ void AttentionCachedForward(const T* q, const int32_t* positions, int64_t B, int
       for (int64_t d = 0; d < D; ++d) o[d] = 0;
       for (int64_t s = 0; s <= p; ++s) {
         const T* vr = cache.v_row(s, row) + g * D;
-        const T ws = w[s] * inv;
+        T ws = w[s] * inv;
+        if constexpr (std::is_same_v<T, float>) {
+          if (bf16) RoundToBf16(&ws, 1);
+        }
 #pragma omp simd
         for (int64_t d = 0; d < D; ++d) o[d] += ws * vr[d];
       }

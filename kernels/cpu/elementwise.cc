@@ -1,7 +1,8 @@
 #include "kernels/elementwise.h"
-#include "kernels/cpu/fast_math.h"
 
 #include <cmath>
+
+#include "kernels/cpu/fast_math.h"
 
 namespace rlvr::kernels {
 namespace {

@@ -42,11 +42,6 @@ CBLAS_TRANSPOSE Tr(bool t) { return t ? CblasTrans : CblasNoTrans; }
 
 void BlasGemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
               int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  if (g_precision.load(std::memory_order_relaxed) == MatmulPrecision::kBf16 &&
-      internal::CpuHasAvx512Bf16()) {
-    internal::GemmBf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    return;
-  }
   cblas_sgemm(CblasRowMajor, Tr(ta), Tr(tb), M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 void BlasGemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
@@ -68,6 +63,17 @@ void BlasGemv(bool t, int64_t rows, int64_t cols, double alpha, const double* A,
 void SetMatmulPrecision(MatmulPrecision precision) { g_precision.store(precision); }
 MatmulPrecision GetMatmulPrecision() { return g_precision.load(); }
 bool Bf16MatmulAvailable() { return internal::CpuHasAvx512Bf16(); }
+bool MatmulInBf16() {
+  return g_precision.load(std::memory_order_relaxed) == MatmulPrecision::kBf16 &&
+         internal::CpuHasAvx512Bf16();
+}
+
+void RoundToBf16(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t u = static_cast<uint32_t>(internal::FloatToBf16Bits(x[i])) << 16;
+    std::memcpy(&x[i], &u, sizeof(u));
+  }
+}
 
 absl::Status ParseMatmulPrecision(const std::string& name, MatmulPrecision* out) {
   if (name == "highest" || name == "fp32" || name == "float32" || name.empty()) {
@@ -94,6 +100,12 @@ void Gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
       }
     }
     return;
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (MatmulInBf16()) {
+      internal::GemmBf16(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+      return;
+    }
   }
   // BLAS reads y when beta == 0 only to scale it (NaN * 0 = NaN in some paths); clear first.
   if (M == 1) {

@@ -1,10 +1,11 @@
 #include "kernels/softmax.h"
-#include "kernels/cpu/fast_math.h"
 
 #include <omp.h>
 
 #include <cmath>
 #include <limits>
+
+#include "kernels/cpu/fast_math.h"
 
 namespace rlvr::kernels {
 
