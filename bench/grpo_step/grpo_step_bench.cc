@@ -35,8 +35,10 @@
 #include "cluster/learner.h"
 #include "core/file_util.h"
 #include "core/jsonl.h"
+#include "core/process.h"
 #include "core/rng.h"
 #include "core/status.h"
+#include "kernels/matmul.h"
 #include "nlohmann/json.hpp"
 #include "policy/losses/advantages.h"
 #include "policy/model/checkpoint.h"
@@ -83,6 +85,7 @@ struct Options {
   std::string data = "../shared/data/gsm8k_test.jsonl";
   std::string save_dir;
   std::string backend = "causal_lm";
+  std::string dtype = "bfloat16";  // model.dtype: bf16 matrix products, fp32 weights and state
   int64_t prompts = 8, group = 8, max_new_tokens = 128, steps = 1, warmup = 1;
   uint64_t seed = 1;
   // The step's hyper-parameters (written to grpo_step.json for the PyTorch side).
@@ -339,7 +342,7 @@ absl::Status Main(const Options& o) {
       }
     }
   }
-  nlohmann::json out = {{"impl", absl::StrCat("rlvr fp32 (", o.backend, " backend)")},
+  nlohmann::json out = {{"impl", absl::StrCat("rlvr ", o.dtype, " (", o.backend, " backend)")},
                         {"params", model->config().NumParameters()},
                         {"prompts", o.prompts},
                         {"group", o.group},
@@ -382,7 +385,15 @@ int main(int argc, char** argv) {
   app.add_option("--seed", o.seed);
   app.add_option("--backend", o.backend, "rollout backend: causal_lm (the trainer's) or recording");
   app.add_option("--save", o.save_dir, "write the initial model and the step's inputs here");
+  app.add_option("--dtype", o.dtype, "float32 or bfloat16 (as model.dtype of `rlvr train`)");
   CLI11_PARSE(app, argc, argv);
+  rlvr::KeepFreedMemoryInProcess();  // as the rlvr CLI does
+  rlvr::kernels::MatmulPrecision precision;
+  if (absl::Status st = rlvr::kernels::ParseMatmulPrecision(o.dtype, &precision); !st.ok()) {
+    std::fprintf(stderr, "bench_grpo_step: --dtype: %s\n", st.ToString().c_str());
+    return 1;
+  }
+  rlvr::kernels::SetMatmulPrecision(precision);
   absl::Status s = Main(o);
   if (!s.ok()) {
     std::fprintf(stderr, "bench_grpo_step: %s\n", s.ToString().c_str());
