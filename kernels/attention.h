@@ -2,10 +2,11 @@
 // key/value head h / (H / Hkv)), float and double, on the CPU.
 //
 // Training / prefill work on whole sequences: per (batch, kv head) the scores are computed with
-// GEMMs into a per-thread [T, T] scratch, and only the softmax's log-sum-exp per query row is
-// saved; the backward recomputes the probabilities from it (flash-attention's trade: O(B*H*T)
-// saved instead of O(B*H*T*T)). Decode reads keys/values through KvCacheView, a paged view that
-// the rollout engine's cache can hand out without copying.
+// GEMMs (query rows in blocks of 64 against the keys up to the block's end, skipping the
+// masked upper triangle) into a per-thread scratch, and only the softmax's log-sum-exp per
+// query row is saved; the backward recomputes the probabilities from it (flash-attention's
+// trade: O(B*H*T) saved instead of O(B*H*T*T)). Decode reads keys/values through KvCacheView,
+// a paged view that the rollout engine's cache can hand out without copying.
 #ifndef RLVR_KERNELS_ATTENTION_H_
 #define RLVR_KERNELS_ATTENTION_H_
 

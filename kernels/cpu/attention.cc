@@ -16,6 +16,8 @@ namespace rlvr::kernels {
 namespace {
 // Multiply-adds below which a parallel region costs more than it saves.
 constexpr int64_t kParallelWork = int64_t{1} << 18;
+// Query rows per block of the causal attention products.
+constexpr int64_t kCausalBlock = 64;
 }  // namespace
 
 template <typename T>
@@ -28,7 +30,9 @@ void AttentionForward(const T* q, const T* k, const T* v, int64_t B, int64_t Tn,
   const int64_t pairs = B * Hkv;
 #pragma omp parallel if (pairs > 1 && pairs * group * Tn * Tn * D >= kParallelWork)
   {
-    std::vector<T> S(Tn * Tn);
+    // Query rows in blocks of kCausalBlock: block [i0, i1) only needs keys [0, i1), so the
+    // products skip the masked upper triangle (56-63% of the full square's work).
+    std::vector<T> S(std::min(Tn, kCausalBlock) * Tn);
 #pragma omp for schedule(dynamic)
     for (int64_t pg = 0; pg < pairs; ++pg) {
       const int64_t b = pg / Hkv, g = pg % Hkv;
@@ -36,25 +40,28 @@ void AttentionForward(const T* q, const T* k, const T* v, int64_t B, int64_t Tn,
       const T* vb = v + b * Tn * ldk + g * D;
       for (int64_t h = g * group; h < (g + 1) * group; ++h) {
         const T* qb = q + b * Tn * ldq + h * D;
-        Gemm<T>(false, true, Tn, Tn, D, sc, qb, ldq, kb, ldk, T(0), S.data(), Tn);
         T* lse_bh = lse + (b * H + h) * Tn;
-        for (int64_t t = 0; t < Tn; ++t) {
-          T* row = S.data() + t * Tn;
-          T m = -std::numeric_limits<T>::infinity();
-          for (int64_t s = 0; s <= t; ++s) m = std::max(m, row[s]);
-          T sum = 0;
+        for (int64_t i0 = 0; i0 < Tn; i0 += kCausalBlock) {
+          const int64_t i1 = std::min(Tn, i0 + kCausalBlock), R = i1 - i0;
+          Gemm<T>(false, true, R, i1, D, sc, qb + i0 * ldq, ldq, kb, ldk, T(0), S.data(), Tn);
+          for (int64_t t = i0; t < i1; ++t) {
+            T* row = S.data() + (t - i0) * Tn;
+            T m = -std::numeric_limits<T>::infinity();
+            for (int64_t s = 0; s <= t; ++s) m = std::max(m, row[s]);
+            T sum = 0;
 #pragma omp simd reduction(+ : sum)
-          for (int64_t s = 0; s <= t; ++s) {
-            row[s] = internal::Exp<T>(row[s] - m);
-            sum += row[s];
+            for (int64_t s = 0; s <= t; ++s) {
+              row[s] = internal::Exp<T>(row[s] - m);
+              sum += row[s];
+            }
+            const T inv = T(1) / sum;
+            for (int64_t s = 0; s <= t; ++s) row[s] *= inv;
+            for (int64_t s = t + 1; s < i1; ++s) row[s] = 0;
+            lse_bh[t] = m + std::log(sum);
           }
-          const T inv = T(1) / sum;
-          for (int64_t s = 0; s <= t; ++s) row[s] *= inv;
-          for (int64_t s = t + 1; s < Tn; ++s) row[s] = 0;
-          lse_bh[t] = m + std::log(sum);
+          Gemm<T>(false, false, R, D, i1, T(1), S.data(), Tn, vb, ldk, T(0),
+                  out + b * Tn * ldq + i0 * ldq + h * D, ldq);
         }
-        Gemm<T>(false, false, Tn, D, Tn, T(1), S.data(), Tn, vb, ldk, T(0),
-                out + b * Tn * ldq + h * D, ldq);
       }
     }
   }
@@ -70,7 +77,8 @@ void AttentionBackward(const T* dout, const T* q, const T* k, const T* v, const 
   const int64_t pairs = B * Hkv;
 #pragma omp parallel if (pairs > 1 && pairs * group * Tn * Tn * D >= kParallelWork)
   {
-    std::vector<T> P(Tn * Tn), dP(Tn * Tn), Di(Tn);
+    const int64_t rows = std::min(Tn, kCausalBlock);
+    std::vector<T> P(rows * Tn), dP(rows * Tn), Di(rows);
 #pragma omp for schedule(dynamic)
     for (int64_t pg = 0; pg < pairs; ++pg) {
       const int64_t b = pg / Hkv, g = pg % Hkv;
@@ -81,34 +89,40 @@ void AttentionBackward(const T* dout, const T* q, const T* k, const T* v, const 
       for (int64_t h = g * group; h < (g + 1) * group; ++h) {
         const int64_t off = b * Tn * ldq + h * D;
         const T* lse_bh = lse + (b * H + h) * Tn;
-        // Recompute the probabilities from the saved log-sum-exp.
-        Gemm<T>(false, true, Tn, Tn, D, sc, q + off, ldq, kb, ldk, T(0), P.data(), Tn);
-        for (int64_t t = 0; t < Tn; ++t) {
-          T* row = P.data() + t * Tn;
-          const T l = lse_bh[t];
+        // Query rows in blocks [i0, i1), each against keys [0, i1) (see AttentionForward).
+        for (int64_t i0 = 0; i0 < Tn; i0 += kCausalBlock) {
+          const int64_t i1 = std::min(Tn, i0 + kCausalBlock), R = i1 - i0;
+          const int64_t qoff = off + i0 * ldq;
+          // Recompute the probabilities from the saved log-sum-exp.
+          Gemm<T>(false, true, R, i1, D, sc, q + qoff, ldq, kb, ldk, T(0), P.data(), Tn);
+          for (int64_t t = i0; t < i1; ++t) {
+            T* row = P.data() + (t - i0) * Tn;
+            const T l = lse_bh[t];
 #pragma omp simd
-          for (int64_t s = 0; s <= t; ++s) row[s] = internal::Exp<T>(row[s] - l);
-          for (int64_t s = t + 1; s < Tn; ++s) row[s] = 0;
-          // D_t = sum_d dO O = sum_s P dP: the softmax backward's row dot product.
-          T acc = 0;
-          const T* o_t = out + off + t * ldq;
-          const T* do_t = dout + off + t * ldq;
-          for (int64_t d = 0; d < D; ++d) acc += o_t[d] * do_t[d];
-          Di[t] = acc;
+            for (int64_t s = 0; s <= t; ++s) row[s] = internal::Exp<T>(row[s] - l);
+            for (int64_t s = t + 1; s < i1; ++s) row[s] = 0;
+            // D_t = sum_d dO O = sum_s P dP: the softmax backward's row dot product.
+            T acc = 0;
+            const T* o_t = out + off + t * ldq;
+            const T* do_t = dout + off + t * ldq;
+            for (int64_t d = 0; d < D; ++d) acc += o_t[d] * do_t[d];
+            Di[t - i0] = acc;
+          }
+          // dV[0, i1) += P^T dO
+          Gemm<T>(true, false, i1, D, R, T(1), P.data(), Tn, dout + qoff, ldq, T(1), dvb, ldk);
+          // dP = dO V^T, then dS = P (dP - D_t), stored in dP.
+          Gemm<T>(false, true, R, i1, D, T(1), dout + qoff, ldq, vb, ldk, T(0), dP.data(), Tn);
+          for (int64_t t = i0; t < i1; ++t) {
+            const T* pr = P.data() + (t - i0) * Tn;
+            T* dr = dP.data() + (t - i0) * Tn;
+            const T di = Di[t - i0];
+            for (int64_t s = 0; s <= t; ++s) dr[s] = pr[s] * (dr[s] - di);
+            for (int64_t s = t + 1; s < i1; ++s) dr[s] = 0;
+          }
+          // dQ[i0, i1) += scale dS K; dK[0, i1) += scale dS^T Q
+          Gemm<T>(false, false, R, D, i1, sc, dP.data(), Tn, kb, ldk, T(1), dq + qoff, ldq);
+          Gemm<T>(true, false, i1, D, R, sc, dP.data(), Tn, q + qoff, ldq, T(1), dkb, ldk);
         }
-        // dV += P^T dO
-        Gemm<T>(true, false, Tn, D, Tn, T(1), P.data(), Tn, dout + off, ldq, T(1), dvb, ldk);
-        // dP = dO V^T, then dS = P (dP - D_t), stored in dP.
-        Gemm<T>(false, true, Tn, Tn, D, T(1), dout + off, ldq, vb, ldk, T(0), dP.data(), Tn);
-        for (int64_t t = 0; t < Tn; ++t) {
-          const T* pr = P.data() + t * Tn;
-          T* dr = dP.data() + t * Tn;
-          for (int64_t s = 0; s <= t; ++s) dr[s] = pr[s] * (dr[s] - Di[t]);
-          for (int64_t s = t + 1; s < Tn; ++s) dr[s] = 0;
-        }
-        // dQ += scale dS K; dK += scale dS^T Q
-        Gemm<T>(false, false, Tn, D, Tn, sc, dP.data(), Tn, kb, ldk, T(1), dq + off, ldq);
-        Gemm<T>(true, false, Tn, D, Tn, sc, dP.data(), Tn, q + off, ldq, T(1), dkb, ldk);
       }
     }
   }

@@ -14,16 +14,15 @@
 
 // Every function that uses AVX-512 intrinsics carries this attribute; the OpenMP regions stay
 // in plain functions (the outlined bodies then need no target of their own).
-#define RLVR_BF16_TARGET \
-  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+#define RLVR_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
 
 namespace rlvr::kernels::internal {
 namespace {
 
-constexpr int64_t kPanel = 16;   // rows of an A panel = columns of a B panel = one zmm of fp32
-constexpr int64_t kKc = 512;     // k elements per block (even)
-constexpr int64_t kNc = 2048;    // columns per outer block
-constexpr int64_t kTile = 64;    // rows and columns of one unit of parallel work
+constexpr int64_t kPanel = 16;  // rows of an A panel = columns of a B panel = one zmm of fp32
+constexpr int64_t kKc = 512;    // k elements per block (even)
+constexpr int64_t kNc = 2048;   // columns per outer block
+constexpr int64_t kTile = 64;   // rows and columns of one unit of parallel work
 
 // A strided view of op(X) as W rows of K elements: element (w, k) at p[w * sw + k * sk]. One
 // of the strides is 1: sk == 1 is "w-major" (rows contiguous in k), sw == 1 "k-major".
@@ -63,47 +62,31 @@ RLVR_BF16_TARGET inline void Transpose16(__m512i r[16]) {
   }
 }
 
-inline __mmask16 Mask(int64_t n) {
-  return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u);
-}
+inline __mmask16 Mask(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u); }
 
-// Packs rows [w0, w0 + 16) (those < W; the rest zero) and k in [k0, k0 + kn) of `v` into one
-// panel out[kp][16] of bf16 pairs, kp = ceil(kn / 2); pairs past kn are zero.
+// Packs rows [w0, w0 + 16) (those < W; the rest zero) and k in [k0, k0 + kn) of a w-major `v`
+// (sk == 1) into one panel out[kp][16] of bf16 pairs, kp = ceil(kn / 2); pairs past kn are
+// zero. (k-major views are packed by PackPanels.)
 RLVR_BF16_TARGET void PackPanel(const View& v, int64_t w0, int64_t W, int64_t k0, int64_t kn,
                                 uint32_t* out) {
   const int64_t rows = std::min<int64_t>(kPanel, W - w0);
   const int64_t kp = (kn + 1) / 2;
-  if (v.sk == 1) {
-    // w-major: convert 32 consecutive k of each row, then transpose 16 rows x 16 pairs.
-    for (int64_t kk = 0; kk < kn; kk += 32) {
-      __m512i r[16];
-      const int64_t left = kn - kk;
-      const __mmask16 m_lo = Mask(left), m_hi = Mask(left - 16 > 0 ? left - 16 : 0);
-      for (int64_t i = 0; i < 16; ++i) {
-        if (i < rows) {
-          const float* src = v.p + (w0 + i) * v.sw + (k0 + kk);
-          r[i] = CvtPairs(_mm512_maskz_loadu_ps(m_lo, src), _mm512_maskz_loadu_ps(m_hi, src + 16));
-        } else {
-          r[i] = _mm512_setzero_si512();
-        }
+  // Convert 32 consecutive k of each row, then transpose 16 rows x 16 pairs.
+  for (int64_t kk = 0; kk < kn; kk += 32) {
+    __m512i r[16];
+    const int64_t left = kn - kk;
+    const __mmask16 m_lo = Mask(left), m_hi = Mask(left - 16 > 0 ? left - 16 : 0);
+    for (int64_t i = 0; i < 16; ++i) {
+      if (i < rows) {
+        const float* src = v.p + (w0 + i) * v.sw + (k0 + kk);
+        r[i] = CvtPairs(_mm512_maskz_loadu_ps(m_lo, src), _mm512_maskz_loadu_ps(m_hi, src + 16));
+      } else {
+        r[i] = _mm512_setzero_si512();
       }
-      Transpose16(r);
-      const int64_t pairs = std::min<int64_t>(16, kp - kk / 2);
-      for (int64_t p = 0; p < pairs; ++p) _mm512_store_si512(out + (kk / 2 + p) * 16, r[p]);
     }
-  } else {
-    // k-major: rows k and k+1 of 16 columns, interleaved into pairs.
-    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10,
-                                                25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3,
-                                                18, 2, 17, 1, 16, 0);
-    const __mmask16 m = Mask(rows);
-    for (int64_t p = 0; p < kp; ++p) {
-      const int64_t k = k0 + 2 * p;
-      const float* src = v.p + w0 * v.sw + k * v.sk;
-      const __m512 lo = _mm512_maskz_loadu_ps(m, src);
-      const __m512 hi = (2 * p + 1 < kn) ? _mm512_maskz_loadu_ps(m, src + v.sk) : _mm512_setzero_ps();
-      _mm512_store_si512(out + p * 16, _mm512_permutexvar_epi16(interleave, CvtPairs(lo, hi)));
-    }
+    Transpose16(r);
+    const int64_t pairs = std::min<int64_t>(16, kp - kk / 2);
+    for (int64_t p = 0; p < pairs; ++p) _mm512_store_si512(out + (kk / 2 + p) * 16, r[p]);
   }
 }
 
@@ -114,12 +97,13 @@ RLVR_BF16_TARGET void PackPanels(const View& v, int64_t q0, int64_t q1, int64_t 
                                  int64_t kn, uint32_t* out) {
   const int64_t kp = (kn + 1) / 2;
   if (v.sk == 1) {
-    for (int64_t q = q0; q < q1; ++q) PackPanel(v, q * kPanel, W, k0, kn, out + (q - q0) * kp * kPanel);
+    for (int64_t q = q0; q < q1; ++q)
+      PackPanel(v, q * kPanel, W, k0, kn, out + (q - q0) * kp * kPanel);
     return;
   }
-  const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10,
-                                              25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3,
-                                              18, 2, 17, 1, 16, 0);
+  const __m512i interleave =
+      _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                       21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
   for (int64_t p = 0; p < kp; ++p) {
     const float* row0 = v.p + (k0 + 2 * p) * v.sk;
     const float* row1 = row0 + v.sk;
@@ -149,8 +133,8 @@ void PackAll(const View& v, int64_t n_panels, int64_t W, int64_t k0, int64_t kn,
 // compile-time count so that one-row decode products do not pay for sixteen).
 template <int R>
 RLVR_BF16_TARGET void MicroKernel(int64_t kp, const uint32_t* a, const uint32_t* b, float* c,
-                                  int64_t ldc, int64_t rows, int64_t cols, float alpha,
-                                  float beta, bool first) {
+                                  int64_t ldc, int64_t rows, int64_t cols, float alpha, float beta,
+                                  bool first) {
   __m512 acc[R];
   for (int i = 0; i < R; ++i) acc[i] = _mm512_setzero_ps();
   for (int64_t p = 0; p < kp; ++p) {
@@ -202,8 +186,7 @@ uint32_t* Buffer(std::vector<uint32_t>* buf, int64_t n) {
 }  // namespace
 
 bool CpuHasAvx512Bf16() {
-  static const bool has = __builtin_cpu_supports("avx512f") &&
-                          __builtin_cpu_supports("avx512bw") &&
+  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                           __builtin_cpu_supports("avx512vl") &&
                           __builtin_cpu_supports("avx512bf16");
   return has;

@@ -28,9 +28,9 @@ bool CpuHasAvx512Bf16();
 // on the fly, so a product gives the same bits either way.
 struct PackedB {
   int64_t K = 0, N = 0;
-  std::vector<int64_t> offsets;   // of each (column block, K block), in uint32 units
+  std::vector<int64_t> offsets;  // of each (column block, K block), in uint32 units
   std::vector<uint32_t> storage;
-  uint32_t* data = nullptr;       // 64-byte aligned, inside storage
+  uint32_t* data = nullptr;  // 64-byte aligned, inside storage
   int64_t Offset(int64_t jc, int64_t kc) const;
 };
 // Precondition: CpuHasAvx512Bf16(), K, N > 0.

@@ -1,12 +1,13 @@
 // FastExp (kernels/cpu/fast_math.h) against std::exp in double, over every 97th float of the
 // useful range and the special values.
+#include "kernels/cpu/fast_math.h"
+
 #include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 
 #include "gtest/gtest.h"
-#include "kernels/cpu/fast_math.h"
 
 namespace rlvr::kernels::internal {
 namespace {

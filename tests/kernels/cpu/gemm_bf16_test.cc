@@ -4,16 +4,17 @@
 // per element. Every transpose combination, ragged sizes (not multiples of the 16 x 16 tile,
 // odd K, several K blocks, several column blocks), leading dimensions larger than the rows,
 // beta = 0 over a NaN-poisoned C, beta != 0 and alpha != 1.
+#include "kernels/cpu/gemm_bf16.h"
+
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <algorithm>
 #include <random>
 #include <tuple>
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "kernels/cpu/gemm_bf16.h"
 #include "kernels/matmul.h"
 
 namespace rlvr::kernels {
@@ -34,9 +35,7 @@ struct Case {
 
 class PrecisionGuard {
  public:
-  explicit PrecisionGuard(MatmulPrecision p) : old_(GetMatmulPrecision()) {
-    SetMatmulPrecision(p);
-  }
+  explicit PrecisionGuard(MatmulPrecision p) : old_(GetMatmulPrecision()) { SetMatmulPrecision(p); }
   ~PrecisionGuard() { SetMatmulPrecision(old_); }
 
  private:
@@ -44,9 +43,9 @@ class PrecisionGuard {
 };
 
 void Check(const Case& c) {
-  SCOPED_TRACE(::testing::Message() << "ta=" << c.ta << " tb=" << c.tb << " M=" << c.M
-                                    << " N=" << c.N << " K=" << c.K << " alpha=" << c.alpha
-                                    << " beta=" << c.beta);
+  SCOPED_TRACE(::testing::Message()
+               << "ta=" << c.ta << " tb=" << c.tb << " M=" << c.M << " N=" << c.N << " K=" << c.K
+               << " alpha=" << c.alpha << " beta=" << c.beta);
   std::mt19937 rng(static_cast<uint32_t>(c.M * 131 + c.N * 7 + c.K));
   std::uniform_real_distribution<float> d(-1, 1);
   // op(A) is [M, K]; stored [M, K] (lda = K + 3) or [K, M] (lda = M + 5).
@@ -62,8 +61,8 @@ void Check(const Case& c) {
   auto b = [&](int64_t k, int64_t n) { return c.tb ? B[n * ldb + k] : B[k * ldb + n]; };
   {
     PrecisionGuard guard(MatmulPrecision::kBf16);
-    Gemm<float>(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), lda, B.data(), ldb, c.beta,
-                C.data(), ldc);
+    Gemm<float>(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), lda, B.data(), ldb, c.beta, C.data(),
+                ldc);
   }
   int64_t bad = 0;
   double worst_rel_fp32 = 0;
@@ -84,16 +83,16 @@ void Check(const Case& c) {
       const double got = C[m * ldc + n];
       const double tol = 1e-5 * (std::fabs(c.alpha) * mag + std::fabs(c.beta) + 1e-30);
       if (!(std::fabs(got - ref) <= tol) && bad++ < 5) {
-        ADD_FAILURE() << "C[" << m << "," << n << "] = " << got << ", expected " << ref
-                      << " (tol " << tol << ")";
+        ADD_FAILURE() << "C[" << m << "," << n << "] = " << got << ", expected " << ref << " (tol "
+                      << tol << ")";
       }
       worst_rel_fp32 = std::max(worst_rel_fp32, std::fabs(got - ref32) / (mag + 1e-30));
     }
     // Padding columns of C are never written.
     for (int64_t n = c.N; n < ldc; ++n) {
       const float before = C0[m * ldc + n], after = C[m * ldc + n];
-      EXPECT_TRUE(std::memcmp(&before, &after, sizeof(float)) == 0) << "padding C[" << m << ","
-                                                                    << n << "] written";
+      EXPECT_TRUE(std::memcmp(&before, &after, sizeof(float)) == 0)
+          << "padding C[" << m << "," << n << "] written";
     }
   }
   EXPECT_EQ(bad, 0);
@@ -122,12 +121,12 @@ TEST_F(GemmBf16Test, EveryTransposeAndRaggedShape) {
 }
 
 TEST_F(GemmBf16Test, AlphaBetaAndAccumulation) {
-  Check({false, true, 40, 50, 300, 0.5f, 1.0f});   // LinearBackward's += form
+  Check({false, true, 40, 50, 300, 0.5f, 1.0f});     // LinearBackward's += form
   Check({true, false, 33, 20, 1100, -2.0f, 0.25f});  // three K blocks, beta on the first only
 }
 
 TEST_F(GemmBf16Test, ManyColumnBlocksAndThreads) {
-  Check({false, true, 130, 2100, 40, 1.0f, 0.0f});  // two column blocks of 2048
+  Check({false, true, 130, 2100, 40, 1.0f, 0.0f});   // two column blocks of 2048
   Check({false, false, 256, 256, 256, 1.0f, 0.0f});  // big enough to run on the OpenMP team
 }
 
@@ -154,10 +153,8 @@ TEST_F(GemmBf16Test, RowsAreIndependentOfMAndPackedWeightsGiveTheSameBits) {
     for (int64_t rows : {1, 2, 3, 5, 9, 16, 17}) {
       for (int64_t r0 = 0; r0 + rows <= M; r0 += 11) {
         std::vector<float> part(rows * out);
-        LinearForward<float>(x.data() + r0 * in, w.data(), bias.data(), rows, in, out,
-                             part.data());
-        EXPECT_EQ(std::memcmp(part.data(), full.data() + r0 * out, part.size() * sizeof(float)),
-                  0)
+        LinearForward<float>(x.data() + r0 * in, w.data(), bias.data(), rows, in, out, part.data());
+        EXPECT_EQ(std::memcmp(part.data(), full.data() + r0 * out, part.size() * sizeof(float)), 0)
             << rows << " rows from row " << r0;
       }
     }
@@ -165,8 +162,8 @@ TEST_F(GemmBf16Test, RowsAreIndependentOfMAndPackedWeightsGiveTheSameBits) {
     std::vector<float> other(M * (out - 1));
     LinearForward<float>(x.data(), w.data(), nullptr, M, in, out - 1, other.data());
     std::vector<float> want(M * (out - 1));
-    Gemm<float>(false, true, M, out - 1, in, 1.0f, x.data(), in, w.data(), in, 0.0f,
-                want.data(), out - 1);
+    Gemm<float>(false, true, M, out - 1, in, 1.0f, x.data(), in, w.data(), in, 0.0f, want.data(),
+                out - 1);
     EXPECT_EQ(std::memcmp(other.data(), want.data(), want.size() * sizeof(float)), 0);
   }
   // Several rows agree with unpacked products of several rows (M = 1 alone uses GEMV when
