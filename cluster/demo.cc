@@ -124,7 +124,8 @@ absl::StatusOr<DemoResult> RunDemo(const DemoOptions& o) {
         completions.push_back(std::move(c));
       }
       RLVR_ASSIGN_OR_RETURN(auto batch, MakeTokenBatch(prompts, completions));
-      RLVR_ASSIGN_OR_RETURN(double loss, learner.SftUpdate(batch, 0.001));
+      RLVR_ASSIGN_OR_RETURN(Learner::SftStats sft, learner.SftUpdate(batch, 0.001));
+      const double loss = sft.loss;
       loss_avg = step == 0 ? loss : 0.9 * loss_avg + 0.1 * loss;
       if ((step + 1) % 50 == 0) say(absl::StrFormat("sft step %d loss %.3f", step + 1, loss_avg));
     }

@@ -35,6 +35,7 @@ absl::StatusOr<TokenBatch> MakeTokenBatch(const std::vector<std::vector<int32_t>
   b.mask.assign(b.B * b.T, 0);
   b.prompt_len.resize(b.B);
   b.completion_len.resize(b.B);
+  b.examples_per_row.assign(b.B, 1);
   for (int64_t i = 0; i < b.B; ++i) {
     const auto& p = prompts[i];
     const auto& c = completions[i];
@@ -48,6 +49,69 @@ absl::StatusOr<TokenBatch> MakeTokenBatch(const std::vector<std::vector<int32_t>
       b.targets[i * b.T + P + j - 1] = c[j];
       b.mask[i * b.T + P + j - 1] = 1;
     }
+  }
+  return b;
+}
+
+absl::StatusOr<TokenBatch> MakePackedTokenBatch(
+    const std::vector<std::vector<int32_t>>& prompts,
+    const std::vector<std::vector<int32_t>>& completions, int64_t max_row_tokens) {
+  if (prompts.size() != completions.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("batch: ", prompts.size(), " prompts but ",
+                                                   completions.size(), " completions"));
+  }
+  // First fit: rows[r] lists the examples of row r; used[r] its length.
+  std::vector<std::vector<size_t>> rows;
+  std::vector<int64_t> used;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    if (prompts[i].empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("batch: example ", i, " has an empty prompt"));
+    }
+    const int64_t len = static_cast<int64_t>(prompts[i].size() + completions[i].size());
+    if (len > max_row_tokens) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "batch: example ", i, " has ", len, " tokens, more than a row's ", max_row_tokens));
+    }
+    size_t r = 0;
+    while (r < rows.size() && used[r] + len > max_row_tokens) ++r;
+    if (r == rows.size()) {
+      rows.emplace_back();
+      used.push_back(0);
+    }
+    rows[r].push_back(i);
+    used[r] += len;
+  }
+  TokenBatch b;
+  b.B = static_cast<int64_t>(rows.size());
+  for (int64_t u : used) b.T = std::max(b.T, u);
+  b.ids.assign(b.B * b.T, 0);
+  b.targets.assign(b.B * b.T, -1);
+  b.mask.assign(b.B * b.T, 0);
+  b.positions.assign(b.B * b.T, 0);
+  b.prompt_len.assign(b.B, 0);
+  b.completion_len.assign(b.B, 0);
+  b.examples_per_row.assign(b.B, 0);
+  for (int64_t r = 0; r < b.B; ++r) {
+    int64_t a = 0;  // start of the next example in the row
+    int32_t* row = b.ids.data() + r * b.T;
+    for (size_t i : rows[r]) {
+      const auto& p = prompts[i];
+      const auto& c = completions[i];
+      const int64_t P = static_cast<int64_t>(p.size()), L = static_cast<int64_t>(c.size());
+      std::copy(p.begin(), p.end(), row + a);
+      std::copy(c.begin(), c.end(), row + a + P);
+      for (int64_t t = 0; t < P + L; ++t) b.positions[r * b.T + a + t] = static_cast<int32_t>(t);
+      for (int64_t j = 0; j < L; ++j) {
+        b.targets[r * b.T + a + P + j - 1] = c[j];
+        b.mask[r * b.T + a + P + j - 1] = 1;
+      }
+      b.prompt_len[r] += P;
+      b.completion_len[r] += L;
+      ++b.examples_per_row[r];
+      a += P + L;
+    }
+    // Padding: one more sequence of its own, which nothing attends to.
+    for (int64_t t = a; t < b.T; ++t) b.positions[r * b.T + t] = static_cast<int32_t>(t - a);
   }
   return b;
 }
@@ -68,6 +132,16 @@ TokenBatch SliceRows(const TokenBatch& batch, int64_t begin, int64_t end) {
     std::copy_n(batch.mask.data() + i * batch.T, s.T, s.mask.data() + r * s.T);
     s.prompt_len.push_back(batch.prompt_len[i]);
     s.completion_len.push_back(batch.completion_len[i]);
+    if (!batch.examples_per_row.empty()) s.examples_per_row.push_back(batch.examples_per_row[i]);
+  }
+  if (!batch.positions.empty()) {
+    // Cut each row to the new width; the padding after the used length stays a sequence of its
+    // own (positions counting from 0 where it starts).
+    s.positions.assign(s.B * s.T, 0);
+    for (int64_t i = begin; i < end; ++i) {
+      std::copy_n(batch.positions.data() + i * batch.T, s.T,
+                  s.positions.data() + (i - begin) * s.T);
+    }
   }
   return s;
 }
@@ -97,7 +171,9 @@ std::vector<float> SliceValues(const std::vector<float>& v, int64_t T, int64_t b
 
 absl::StatusOr<std::vector<float>> Learner::LogProbs(const TokenBatch& batch,
                                                      std::vector<float>* entropy) {
-  RLVR_RETURN_IF_ERROR(model_->Forward(batch.ids.data(), batch.B, batch.T), "learner forward");
+  RLVR_RETURN_IF_ERROR(
+      model_->Forward(batch.ids.data(), batch.B, batch.T, {}, batch.positions_or_null()),
+      "learner forward");
   std::vector<float> logp(batch.B * batch.T);
   if (entropy != nullptr) entropy->assign(batch.B * batch.T, 0.0f);
   RLVR_RETURN_IF_ERROR(model_->TokenLogProbs(batch.targets.data(), logp.data(),
@@ -140,7 +216,9 @@ absl::StatusOr<GrpoUpdateStats> Learner::GrpoUpdate(const TokenBatch& batch,
       std::vector<float> adv = SliceValues(advantages, batch.T, mb * rows, (mb + 1) * rows, part.T);
       std::vector<float> ref = SliceValues(logp_ref, batch.T, mb * rows, (mb + 1) * rows, part.T);
       model_->ZeroGrads();
-      RLVR_RETURN_IF_ERROR(model_->Forward(part.ids.data(), part.B, part.T), "learner forward");
+      RLVR_RETURN_IF_ERROR(
+          model_->Forward(part.ids.data(), part.B, part.T, {}, part.positions_or_null()),
+          "learner forward");
       std::vector<float> logp(pn), entropy(pn);
       RLVR_RETURN_IF_ERROR(
           model_->TokenLogProbs(part.targets.data(), logp.data(), entropy.data()));
@@ -201,33 +279,41 @@ absl::StatusOr<GrpoUpdateStats> Learner::GrpoUpdate(const TokenBatch& batch,
   return stats;
 }
 
-absl::StatusOr<double> Learner::SftUpdate(const TokenBatch& batch, double aux_loss_coef,
-                                          bool* skipped) {
-  if (skipped != nullptr) *skipped = false;
+absl::StatusOr<Learner::SftStats> Learner::SftUpdate(const TokenBatch& batch, double aux_loss_coef,
+                                                     double bias_update_rate) {
+  SftStats stats;
   const int64_t n = batch.B * batch.T;
-  const int64_t targets = batch.num_target_tokens();
-  if (targets == 0) return absl::InvalidArgumentError("sft: batch has no completion tokens");
+  stats.target_tokens = batch.num_target_tokens();
+  if (stats.target_tokens == 0) {
+    return absl::InvalidArgumentError("sft: batch has no completion tokens");
+  }
   model_->ZeroGrads();
-  RLVR_RETURN_IF_ERROR(model_->Forward(batch.ids.data(), batch.B, batch.T), "sft forward");
+  RLVR_RETURN_IF_ERROR(
+      model_->Forward(batch.ids.data(), batch.B, batch.T, {}, batch.positions_or_null()),
+      "sft forward");
   std::vector<float> logp(n);
   RLVR_RETURN_IF_ERROR(model_->TokenLogProbs(batch.targets.data(), logp.data(), nullptr));
   double loss = 0;
   std::vector<float> dlogp(n, 0.0f);
-  const float scale = -1.0f / static_cast<float>(targets);
+  const float scale = -1.0f / static_cast<float>(stats.target_tokens);
   for (int64_t i = 0; i < n; ++i) {
     if (batch.mask[i] == 0) continue;
     loss -= logp[i];
     dlogp[i] = scale;
   }
-  loss /= static_cast<double>(targets);
-  if (!std::isfinite(loss)) {
-    if (skipped != nullptr) *skipped = true;
-    return loss;
+  stats.loss = loss / static_cast<double>(stats.target_tokens);
+  stats.aux_loss = model_->aux_loss();
+  if (!std::isfinite(stats.loss)) {
+    stats.skipped = true;
+    return stats;
   }
   RLVR_RETURN_IF_ERROR(model_->Backward(dlogp.data(), nullptr, aux_loss_coef), "sft backward");
   policy::StepStats step = optimizer_->Step();
-  if (step.skipped && skipped != nullptr) *skipped = true;
-  return loss;
+  stats.grad_norm = step.grad_norm;
+  stats.lr = step.lr;
+  stats.skipped = step.skipped;
+  if (!step.skipped && bias_update_rate > 0) model_->UpdateCorrectionBias(bias_update_rate);
+  return stats;
 }
 
 }  // namespace rlvr::cluster

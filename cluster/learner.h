@@ -5,6 +5,12 @@
 // tokens; position t predicts token t+1, so the logprob of completion token j (at position
 // p + j, p = prompt length) lives at index p + j - 1. `mask` marks exactly those indices.
 //
+// Packed batches (MakePackedTokenBatch, for SFT): a row holds several (prompt, completion)
+// examples back to back, then padding. `positions` restarts at 0 for each example, and the
+// model keeps attention inside each example (CausalLM::Forward), so an example's loss and
+// gradient are those it has alone; the mask marks each example's completion targets only (the
+// last token of an example never predicts the next example's first).
+//
 // GRPO step (GrpoUpdate): the batch is split in `mini_batches` parts of whole groups; each part
 // runs forward -> per-token logprobs -> ComputePolicyLoss -> backward -> AdamW step, for
 // `ppo_epochs` passes. The behaviour ("old") logprobs are either given (the rollout's, for the
@@ -34,15 +40,32 @@ struct TokenBatch {
   std::vector<int32_t> ids;      // [B, T], padding 0
   std::vector<int32_t> targets;  // [B, T], the next token where mask is set, else -1
   std::vector<uint8_t> mask;     // [B, T]
-  std::vector<int64_t> prompt_len;      // [B]
-  std::vector<int64_t> completion_len;  // [B]
+  // [B]: prompt and completion lengths; in a packed row, summed over its examples (so
+  // prompt_len + completion_len is the row's used length either way).
+  std::vector<int64_t> prompt_len;
+  std::vector<int64_t> completion_len;
+  // [B, T] packed rows: the position of each token within its example (padding counts as one
+  // more example); empty for unpacked batches (position t).
+  std::vector<int32_t> positions;
+  std::vector<int64_t> examples_per_row;  // [B] (1 per row when unpacked)
   int64_t num_target_tokens() const;
+  const int32_t* positions_or_null() const {
+    return positions.empty() ? nullptr : positions.data();
+  }
 };
 
 // Builds a batch. Every prompt must be non-empty; a completion may be empty (it then has no
 // target tokens). InvalidArgument if the sizes differ.
 absl::StatusOr<TokenBatch> MakeTokenBatch(const std::vector<std::vector<int32_t>>& prompts,
                                           const std::vector<std::vector<int32_t>>& completions);
+
+// Packs examples into rows of at most `max_row_tokens` tokens, first-fit in the given order
+// (each example goes to the first row with room, else opens a new row); T is the longest row.
+// Same preconditions as MakeTokenBatch, and every example must fit: prompt + completion <=
+// max_row_tokens (InvalidArgument naming the example otherwise).
+absl::StatusOr<TokenBatch> MakePackedTokenBatch(
+    const std::vector<std::vector<int32_t>>& prompts,
+    const std::vector<std::vector<int32_t>>& completions, int64_t max_row_tokens);
 
 // Rows [begin, end) of a batch, re-padded to their own longest row.
 TokenBatch SliceRows(const TokenBatch& batch, int64_t begin, int64_t end);
@@ -96,10 +119,21 @@ class Learner {
                                              const std::vector<float>& logp_ref,
                                              const GrpoUpdateOptions& options);
 
-  // One SFT step: minimizes the mean negative logprob of the target tokens. Returns that loss
-  // (before the update). A non-finite loss skips the update (counted in *skipped).
-  absl::StatusOr<double> SftUpdate(const TokenBatch& batch, double aux_loss_coef,
-                                   bool* skipped = nullptr);
+  // One SFT step: minimizes the mean negative logprob of the target tokens of the whole batch
+  // (every completion token weighs the same, wherever it sits), plus aux_loss_coef times the
+  // MoE load-balancing loss. Returns that loss before the update, with the optimizer's
+  // gradient norm and learning rate. A non-finite loss or gradient skips the update
+  // (`skipped`). InvalidArgument if the batch has no target token.
+  struct SftStats {
+    double loss = 0;
+    double grad_norm = 0;  // before clipping
+    double lr = 0;
+    double aux_loss = 0;
+    bool skipped = false;
+    int64_t target_tokens = 0;
+  };
+  absl::StatusOr<SftStats> SftUpdate(const TokenBatch& batch, double aux_loss_coef,
+                                     double bias_update_rate = 0.0);
 
  private:
   policy::CausalLM<float>* model_;

@@ -57,79 +57,7 @@ int64_t PromptIndex(uint64_t seed, bool shuffle, int64_t n, int64_t slot) {
   return perm[pos];
 }
 
-std::string CompletionText(const policy::Tokenizer& tok, const rollout::Completion& c) {
-  std::string text = tok.Decode(c.tokens, /*skip_special_tokens=*/true);
-  if (c.text_end >= 0 && c.text_end < static_cast<int64_t>(text.size())) text.resize(c.text_end);
-  return text;
-}
-
-absl::StatusOr<std::vector<rollout::Completion>> RunEngine(
-    policy::CausalLM<float>* model, const policy::Tokenizer& tokenizer,
-    const std::vector<rollout::GenerationRequest>& requests, int64_t max_batch,
-    int64_t max_tokens_in_flight, int64_t block_size, rollout::EngineStats* stats) {
-  rollout::CausalLmBackend backend(model);
-  rollout::EngineOptions options;
-  options.max_batch = max_batch;
-  options.max_tokens_in_flight = max_tokens_in_flight;
-  options.block_size = block_size;
-  RLVR_ASSIGN_OR_RETURN(
-      auto engine, rollout::Engine::Create(&backend, options, [&tokenizer](int32_t id) {
-        return tokenizer.TokenBytes(id);
-      }));
-  RLVR_ASSIGN_OR_RETURN(auto completions, engine->Generate(requests));
-  if (stats != nullptr) *stats = engine->stats();
-  return completions;
-}
-
 }  // namespace
-
-absl::StatusOr<EvalResult> Evaluate(policy::CausalLM<float>* model,
-                                    const std::vector<nlohmann::json>& records,
-                                    const PromptFn& prompt, const RewardFn& reward,
-                                    const policy::Tokenizer& tokenizer,
-                                    const std::vector<int32_t>& eos_ids, int64_t max_new_tokens,
-                                    int64_t k, uint64_t seed) {
-  EvalResult result;
-  result.problems = static_cast<int64_t>(records.size());
-  result.k = k;
-  if (records.empty()) return result;
-  std::vector<rollout::GenerationRequest> greedy, sampled;
-  for (size_t i = 0; i < records.size(); ++i) {
-    rollout::GenerationRequest r;
-    RLVR_ASSIGN_OR_RETURN(r.prompt, prompt(records[i]), "eval record ", i);
-    r.stop.eos_ids = eos_ids;
-    r.stop.max_new_tokens = max_new_tokens;
-    r.seed = Mix64(seed ^ Mix64(i + 1));
-    r.sampling.temperature = 0.0;
-    greedy.push_back(r);
-    if (k > 0) {
-      r.sampling.temperature = 1.0;
-      r.num_samples = k;
-      sampled.push_back(r);
-    }
-  }
-  RLVR_ASSIGN_OR_RETURN(auto g, RunEngine(model, tokenizer, greedy, 256, 1 << 20, 16, nullptr));
-  int64_t correct = 0;
-  for (const auto& c : g) {
-    RLVR_ASSIGN_OR_RETURN(auto r, reward(records[c.request], CompletionText(tokenizer, c),
-                                         static_cast<int64_t>(c.tokens.size()), max_new_tokens));
-    correct += r.correct;
-  }
-  result.accuracy = static_cast<double>(correct) / records.size();
-  if (k > 0) {
-    RLVR_ASSIGN_OR_RETURN(auto s, RunEngine(model, tokenizer, sampled, 256, 1 << 20, 16, nullptr));
-    std::vector<uint8_t> any(records.size(), 0);
-    for (const auto& c : s) {
-      if (any[c.request]) continue;
-      RLVR_ASSIGN_OR_RETURN(auto r, reward(records[c.request], CompletionText(tokenizer, c),
-                                           static_cast<int64_t>(c.tokens.size()), max_new_tokens));
-      any[c.request] = r.correct;
-    }
-    result.pass_at_k =
-        static_cast<double>(std::count(any.begin(), any.end(), 1)) / records.size();
-  }
-  return result;
-}
 
 struct Trainer::State {
   TrainerInputs in;
@@ -332,10 +260,11 @@ absl::Status Trainer::Run(bool resume) {
       }
       auto t_gen = std::chrono::steady_clock::now();
       rollout::EngineStats es;
-      auto completions = RunEngine(model, *s.in.tokenizer, requests,
-                                   c.rollout().max_batch_sequences(),
-                                   c.rollout().max_tokens_in_flight(), c.rollout().kv_block_size(),
-                                   &es);
+      rollout::EngineOptions eo;
+      eo.max_batch = c.rollout().max_batch_sequences();
+      eo.max_tokens_in_flight = c.rollout().max_tokens_in_flight();
+      eo.block_size = c.rollout().kv_block_size();
+      auto completions = GenerateCompletions(model, *s.in.tokenizer, requests, eo, &es);
       if (!completions.ok()) {
         close_files();
         return Annotate(completions.status(), absl::StrCat("step ", step, " rollout"));

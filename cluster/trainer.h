@@ -35,27 +35,13 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "cluster/eval.h"
 #include "nlohmann/json.hpp"
 #include "policy/model/model.h"
 #include "policy/text/tokenizer.h"
 #include "proto/config.pb.h"
 
 namespace rlvr::cluster {
-
-struct RewardResult {
-  double total = 0;                          // weighted sum of the components
-  std::map<std::string, double> components;  // per verifier
-  bool correct = false;                      // the accuracy verifier's verdict
-};
-
-// Scores one completion of a dataset record. Must be thread-compatible (called from the trainer
-// thread only).
-using RewardFn = std::function<absl::StatusOr<RewardResult>(
-    const nlohmann::json& record, const std::string& completion, int64_t completion_tokens,
-    int64_t max_new_tokens)>;
-
-// Turns a dataset record into prompt token ids (applies the chat template).
-using PromptFn = std::function<absl::StatusOr<std::vector<int32_t>>(const nlohmann::json& record)>;
 
 struct TrainerInputs {
   proto::RunConfig config;
@@ -72,21 +58,6 @@ struct TrainerInputs {
   // Called after every step with its metrics row (progress output).
   std::function<void(const nlohmann::json&)> on_step;
 };
-
-struct EvalResult {
-  int64_t problems = 0;
-  double accuracy = 0;    // greedy (temperature 0), fraction correct
-  double pass_at_k = 0;   // at least one of k samples (temperature 1) correct
-  int64_t k = 0;
-};
-
-// Greedy accuracy and, if k > 0, pass@k of `model` on `records`.
-absl::StatusOr<EvalResult> Evaluate(policy::CausalLM<float>* model,
-                                    const std::vector<nlohmann::json>& records,
-                                    const PromptFn& prompt, const RewardFn& reward,
-                                    const policy::Tokenizer& tokenizer,
-                                    const std::vector<int32_t>& eos_ids, int64_t max_new_tokens,
-                                    int64_t k, uint64_t seed);
 
 class Trainer {
  public:

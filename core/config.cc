@@ -7,6 +7,7 @@
 #include <limits>
 #include <set>
 #include <sstream>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -708,6 +709,10 @@ proto::RunConfig DefaultRunConfig() {
   s->set_steps(100);
   s->set_batch_tokens(4096);
   s->set_packing(true);
+  s->set_max_seq_len(0);
+  s->set_epochs(1);
+  s->set_save_every(0);
+  s->set_add_eos(true);
   auto* ds = c.mutable_distill();
   ds->set_student_arch("qwen3");
   ds->set_student_preset("tiny");
@@ -775,6 +780,23 @@ absl::Status ValidateRunConfig(const proto::RunConfig& c) {
   RLVR_RETURN_IF_ERROR(OneOf("optimizer.schedule", c.optimizer().schedule(), {"constant", "cosine"}));
   RLVR_RETURN_IF_ERROR(OneOf("trainer.mode", c.trainer().mode(), {"sync", "overlapped"}));
   RLVR_RETURN_IF_ERROR(OneOf("distill.mode", c.distill().mode(), {"sft", "kd"}));
+  RLVR_RETURN_IF_ERROR(Positive("sft.batch_tokens", c.sft().batch_tokens()));
+  for (const auto& [key, value] : {std::pair<const char*, int32_t>{"sft.steps", c.sft().steps()},
+                                   {"sft.epochs", c.sft().epochs()},
+                                   {"sft.max_seq_len", c.sft().max_seq_len()},
+                                   {"sft.save_every", c.sft().save_every()}}) {
+    if (value < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(key, ": must be >= 0, got ", value));
+    }
+  }
+  if (c.sft().steps() == 0 && c.sft().epochs() == 0) {
+    return absl::InvalidArgumentError("sft.steps: 0 needs sft.epochs > 0 (passes over the data)");
+  }
+  if (c.sft().max_seq_len() > c.sft().batch_tokens()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sft.max_seq_len: ", c.sft().max_seq_len(), " is more than sft.batch_tokens (",
+                     c.sft().batch_tokens(), "); a step must hold at least one row"));
+  }
   for (int i = 0; i < c.reward().verifiers_size(); ++i) {
     if (c.reward().verifiers(i).name().empty()) {
       return absl::InvalidArgumentError(

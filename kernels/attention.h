@@ -20,16 +20,23 @@ namespace rlvr::kernels {
 //   q   [B, T, H, D]     k, v [B, T, Hkv, D]
 //   out [B, T, H, D]     lse  [B, H, T]  (log-sum-exp of the scaled scores; saved for backward)
 //   scale: usually 1/sqrt(D).  H % Hkv == 0 (RLVR_CHECK).
+//   seg_start [B, T] int32, or null: packed rows (several sequences concatenated in one row).
+//   Query (b, t) then attends only to keys seg_start[b, t] .. t, the causal block of its own
+//   segment. Segments are contiguous: seg_start[b, t] is t (a segment starts at t) or
+//   seg_start[b, t - 1] (RLVR_CHECK). Null means one segment per row (seg_start = 0). Each
+//   segment is computed as its own [len, len] block, so a packed row costs sum(len^2), not T^2,
+//   and gives the same numbers as the segments run as separate rows.
 template <typename T>
 void AttentionForward(const T* q, const T* k, const T* v, int64_t B, int64_t Tn, int64_t H,
-                      int64_t Hkv, int64_t D, double scale, T* out, T* lse);
+                      int64_t Hkv, int64_t D, double scale, T* out, T* lse,
+                      const int32_t* seg_start = nullptr);
 
-// Backward of AttentionForward given dout [B, T, H, D] and the forward's q, k, v, out, lse.
-// dq [B, T, H, D], dk and dv [B, T, Hkv, D] ACCUMULATE (+=).
+// Backward of AttentionForward given dout [B, T, H, D] and the forward's q, k, v, out, lse (and
+// the same seg_start). dq [B, T, H, D], dk and dv [B, T, Hkv, D] ACCUMULATE (+=).
 template <typename T>
 void AttentionBackward(const T* dout, const T* q, const T* k, const T* v, const T* out,
                        const T* lse, int64_t B, int64_t Tn, int64_t H, int64_t Hkv, int64_t D,
-                       double scale, T* dq, T* dk, T* dv);
+                       double scale, T* dq, T* dk, T* dv, const int32_t* seg_start = nullptr);
 
 // One sequence's keys and values for one layer, in blocks of `block_size` positions: position p
 // is row p % block_size of block p / block_size; a row is [Hkv, D]. A contiguous cache is one

@@ -68,8 +68,8 @@ void ProjectQkv(const AttentionConfig& cfg, const AttentionWeights<T>& w,
 
 template <typename T>
 absl::Status AttentionForward(const AttentionConfig& cfg, const AttentionWeights<T>& w,
-                              const kernels::RopeTable<T>& rope, const T* x, int64_t B,
-                              int64_t Tn, AttentionActivations<T>* act, T* y) {
+                              const kernels::RopeTable<T>& rope, const T* x, int64_t B, int64_t Tn,
+                              AttentionActivations<T>* act, T* y, const int32_t* seg_start) {
   const int64_t N = B * Tn;
   RLVR_RETURN_IF_ERROR(Validate(cfg, w, rope, N));
   const int64_t C = cfg.hidden, H = cfg.heads, Hkv = cfg.kv_heads, D = cfg.head_dim;
@@ -77,7 +77,7 @@ absl::Status AttentionForward(const AttentionConfig& cfg, const AttentionWeights
   T* o = Resize(&act->o, N * H * D);
   T* lse = Resize(&act->lse, B * H * Tn);
   kernels::AttentionForward<T>(act->q.data(), act->k.data(), act->v.data(), B, Tn, H, Hkv, D,
-                               1.0 / std::sqrt(static_cast<double>(D)), o, lse);
+                               1.0 / std::sqrt(static_cast<double>(D)), o, lse, seg_start);
   kernels::LinearForward<T>(o, w.wo, nullptr, N, H * D, C, y);
   return absl::OkStatus();
 }
@@ -86,16 +86,15 @@ template <typename T>
 void AttentionBackward(const AttentionConfig& cfg, const AttentionWeights<T>& w,
                        const kernels::RopeTable<T>& rope, const T* x, int64_t B, int64_t Tn,
                        const AttentionActivations<T>& act, const T* dy, T* dx,
-                       const AttentionGrads<T>& grads) {
+                       const AttentionGrads<T>& grads, const int32_t* seg_start) {
   const int64_t N = B * Tn;
   const int64_t C = cfg.hidden, H = cfg.heads, Hkv = cfg.kv_heads, D = cfg.head_dim;
   std::vector<T> d_o(N * H * D, T(0)), dq(N * H * D, T(0)), dk(N * Hkv * D, T(0)),
       dv(N * Hkv * D, T(0));
   kernels::LinearBackward<T>(dy, act.o.data(), w.wo, N, H * D, C, d_o.data(), grads.wo, nullptr);
-  kernels::AttentionBackward<T>(d_o.data(), act.q.data(), act.k.data(), act.v.data(),
-                                act.o.data(), act.lse.data(), B, Tn, H, Hkv, D,
-                                1.0 / std::sqrt(static_cast<double>(D)), dq.data(), dk.data(),
-                                dv.data());
+  kernels::AttentionBackward<T>(
+      d_o.data(), act.q.data(), act.k.data(), act.v.data(), act.o.data(), act.lse.data(), B, Tn, H,
+      Hkv, D, 1.0 / std::sqrt(static_cast<double>(D)), dq.data(), dk.data(), dv.data(), seg_start);
   kernels::RopeBackward<T>(rope, H, D, dq.data());
   kernels::RopeBackward<T>(rope, Hkv, D, dk.data());
   if (cfg.qk_norm) {
@@ -145,18 +144,17 @@ absl::Status AttentionDecode(const AttentionConfig& cfg, const AttentionWeights<
   return absl::OkStatus();
 }
 
-#define RLVR_INSTANTIATE(T)                                                                    \
-  template absl::Status AttentionForward<T>(const AttentionConfig&, const AttentionWeights<T>&, \
-                                            const kernels::RopeTable<T>&, const T*, int64_t,   \
-                                            int64_t, AttentionActivations<T>*, T*);            \
-  template void AttentionBackward<T>(const AttentionConfig&, const AttentionWeights<T>&,       \
-                                     const kernels::RopeTable<T>&, const T*, int64_t, int64_t, \
-                                     const AttentionActivations<T>&, const T*, T*,             \
-                                     const AttentionGrads<T>&);                                \
-  template absl::Status AttentionDecode<T>(const AttentionConfig&, const AttentionWeights<T>&,  \
-                                           const kernels::RopeTable<T>&, const T*,             \
-                                           const int32_t*, int64_t, int64_t,                   \
-                                           std::span<const KvCacheView<T>>,                    \
+#define RLVR_INSTANTIATE(T)                                                                        \
+  template absl::Status AttentionForward<T>(                                                       \
+      const AttentionConfig&, const AttentionWeights<T>&, const kernels::RopeTable<T>&, const T*,  \
+      int64_t, int64_t, AttentionActivations<T>*, T*, const int32_t*);                             \
+  template void AttentionBackward<T>(const AttentionConfig&, const AttentionWeights<T>&,           \
+                                     const kernels::RopeTable<T>&, const T*, int64_t, int64_t,     \
+                                     const AttentionActivations<T>&, const T*, T*,                 \
+                                     const AttentionGrads<T>&, const int32_t*);                    \
+  template absl::Status AttentionDecode<T>(const AttentionConfig&, const AttentionWeights<T>&,     \
+                                           const kernels::RopeTable<T>&, const T*, const int32_t*, \
+                                           int64_t, int64_t, std::span<const KvCacheView<T>>,      \
                                            AttentionActivations<T>*, T*);
 RLVR_INSTANTIATE(float)
 RLVR_INSTANTIATE(double)

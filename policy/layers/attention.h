@@ -76,19 +76,22 @@ struct AttentionActivations {
 
 // Full causal attention over x [B, T, C] (N = B*T rows, right-padded sequences). `rope` holds
 // the N rows of angles for x's positions (usually t for row (b, t)). y [B, T, C] is written,
-// and must not alias x. InvalidArgument (naming the field) for an inconsistent config or a
-// missing weight, or a rope table of the wrong size.
+// and must not alias x. seg_start [B, T] or null: packed rows, query (b, t) attends to keys
+// seg_start[b, t] .. t only (kernels/attention.h; the caller validates it). InvalidArgument
+// (naming the field) for an inconsistent config or a missing weight, or a rope table of the
+// wrong size.
 template <typename T>
 absl::Status AttentionForward(const AttentionConfig& cfg, const AttentionWeights<T>& w,
-                              const kernels::RopeTable<T>& rope, const T* x, int64_t B,
-                              int64_t Tn, AttentionActivations<T>* act, T* y);
+                              const kernels::RopeTable<T>& rope, const T* x, int64_t B, int64_t Tn,
+                              AttentionActivations<T>* act, T* y,
+                              const int32_t* seg_start = nullptr);
 
-// dx [B, T, C] += ..., grads += ... (dx may be null to skip it).
+// dx [B, T, C] += ..., grads += ... (dx may be null to skip it). seg_start as in the forward.
 template <typename T>
 void AttentionBackward(const AttentionConfig& cfg, const AttentionWeights<T>& w,
                        const kernels::RopeTable<T>& rope, const T* x, int64_t B, int64_t Tn,
                        const AttentionActivations<T>& act, const T* dy, T* dx,
-                       const AttentionGrads<T>& grads);
+                       const AttentionGrads<T>& grads, const int32_t* seg_start = nullptr);
 
 // Incremental attention with a KV cache: x [B, Tn, C] are Tn new tokens of each of B sequences
 // at positions[B, Tn] (row-major; `rope` built from the same positions). Their k/v are written

@@ -287,7 +287,8 @@ absl::Status CausalLM<T>::FeedForward(int64_t l, const T* x, int64_t N, const in
 
 template <typename T>
 absl::Status CausalLM<T>::Forward(const int32_t* ids, int64_t B, int64_t Tn,
-                                  std::span<const int32_t* const> forced_experts) {
+                                  std::span<const int32_t* const> forced_experts,
+                                  const int32_t* positions) {
   const ModelConfig& c = config_;
   const int64_t L = c.num_hidden_layers, C = c.hidden_size;
   if (B <= 0 || Tn <= 0) {
@@ -298,14 +299,36 @@ absl::Status CausalLM<T>::Forward(const int32_t* ids, int64_t B, int64_t Tn,
                                                    forced_experts.size(), " entries, expected ", L,
                                                    " (one per layer)"));
   }
+  const int64_t N = B * Tn;
+  if (positions != nullptr) {
+    // Packed rows: positions restart at 0 where a sequence starts and count up by one within it.
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t t = 0; t < Tn; ++t) {
+        const int32_t p = positions[b * Tn + t];
+        const bool ok = t == 0 ? p == 0 : (p == 0 || p == positions[b * Tn + t - 1] + 1);
+        if (!ok) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "Forward: positions[", b, ", ", t, "] is ", p, "; a packed row's positions must ",
+              t == 0 ? "start at 0" : "restart at 0 or go up by one"));
+        }
+      }
+    }
+  }
   have_logprobs_ = false;
   n_ = 0;
-  const int64_t N = B * Tn;
   ids_.assign(ids, ids + N);
   positions_.resize(static_cast<size_t>(N));
-  for (int64_t b = 0; b < B; ++b) {
-    for (int64_t t = 0; t < Tn; ++t) positions_[b * Tn + t] = static_cast<int32_t>(t);
+  seg_start_.clear();
+  if (positions != nullptr) {
+    positions_.assign(positions, positions + N);
+    seg_start_.resize(static_cast<size_t>(N));
+    for (int64_t i = 0; i < N; ++i) seg_start_[i] = static_cast<int32_t>(i % Tn) - positions[i];
+  } else {
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t t = 0; t < Tn; ++t) positions_[b * Tn + t] = static_cast<int32_t>(t);
+    }
   }
+  const int32_t* seg = seg_start_.empty() ? nullptr : seg_start_.data();
   kernels::BuildRopeTable<T>(positions_.data(), N, c.head_dim, c.rope_theta, &rope_);
   acts_.resize(static_cast<size_t>(L));
   T* x0 = layers::Resize(&acts_[0].x_in, N * C);
@@ -318,9 +341,9 @@ absl::Status CausalLM<T>::Forward(const int32_t* ids, int64_t B, int64_t Tn,
     T* ln1 = layers::Resize(&a.ln1_out, N * C);
     layers::RmsNormForward<T>(xin, W(li.input_norm), N, C, c.rms_norm_eps, &a.ln1, ln1);
     T* mid = layers::Resize(&a.mid, N * C);
-    RLVR_RETURN_IF_ERROR(
-        layers::AttentionForward<T>(attn_cfg_, AttnWeights(li), rope_, ln1, B, Tn, &a.attn, mid),
-        "layer ", l, " attention");
+    RLVR_RETURN_IF_ERROR(layers::AttentionForward<T>(attn_cfg_, AttnWeights(li), rope_, ln1, B, Tn,
+                                                     &a.attn, mid, seg),
+                         "layer ", l, " attention");
     if (li.bo >= 0) AddRowBias(W(li.bo), N, C, mid);
     kernels::Add<T>(xin, mid, N * C, mid);
     T* ln2 = layers::Resize(&a.ln2_out, N * C);
@@ -474,7 +497,8 @@ absl::Status CausalLM<T>::Backward(const T* dlogprob, const T* dentropy, double 
     std::copy(dmid.begin(), dmid.end(), dres.begin());
     std::fill(dln.begin(), dln.end(), T(0));
     layers::AttentionBackward<T>(attn_cfg_, AttnWeights(li), rope_, a.ln1_out.data(), b_, t_,
-                                 a.attn, dmid.data(), dln.data(), AttnGrads(li));
+                                 a.attn, dmid.data(), dln.data(), AttnGrads(li),
+                                 seg_start_.empty() ? nullptr : seg_start_.data());
     layers::RmsNormBackward<T>(a.x_in.data(), W(li.input_norm), N, C, a.ln1, dln.data(),
                                dres.data(), G(li.input_norm));
   }

@@ -98,9 +98,17 @@ class CausalLM {
   // Runs the trunk on ids [B, T] (right-padded sequences; row (b, t) sits at position t) and
   // keeps every activation for TokenLogProbs/Logits/Backward. forced_experts: empty, or one
   // entry per decoder layer, each null or (MoE layers) [B*T, K] expert ids to use instead of the
-  // router's choice (router replay). InvalidArgument for ids outside [0, vocab_size).
+  // router's choice (router replay).
+  // positions [B, T], or null: packed rows (sequence packing). Each row holds several
+  // sequences back to back; a sequence's positions are 0, 1, 2, ... (RoPE uses them), a 0
+  // starts the next sequence, and attention never crosses a sequence boundary, so every
+  // sequence gets exactly the logprobs and gradients it gets alone in a row of its own (up to
+  // float rounding). Backward uses the same packing. The MoE aux loss is the only quantity
+  // computed over the whole batch. InvalidArgument for ids outside [0, vocab_size) and for
+  // positions that do not start at 0 in each row or neither restart at 0 nor go up by one.
   absl::Status Forward(const int32_t* ids, int64_t B, int64_t Tn,
-                       std::span<const int32_t* const> forced_experts = {});
+                       std::span<const int32_t* const> forced_experts = {},
+                       const int32_t* positions = nullptr);
 
   int64_t tokens() const { return n_; }  // N = B*T of the last Forward
   // Final hidden states [N, C] of the last Forward.
@@ -200,6 +208,7 @@ class CausalLM {
   int64_t b_ = 0, t_ = 0, n_ = 0;
   std::vector<int32_t> ids_;
   std::vector<int32_t> positions_;
+  std::vector<int32_t> seg_start_;  // [N] packed rows: t - position; empty when not packed
   kernels::RopeTable<T> rope_;
   std::vector<LayerActs> acts_;
   std::vector<T> resid_out_;  // [N, C] residual stream after the last layer

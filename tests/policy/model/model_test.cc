@@ -193,6 +193,98 @@ TEST_P(ArchTest, ActiveVocabMasksPaddedLogits) {
   EXPECT_FALSE(model->set_active_vocab(V + 1).ok());
 }
 
+// Sequence packing: rows holding several sequences (positions restarting at 0) give every
+// sequence the logprobs and parameter gradients it gets alone, in double and in float.
+template <typename T>
+void CheckPackedMatchesSeparate(const std::string& arch, double tol) {
+  const ModelConfig c = TinyConfig(arch);
+  auto model = MakeModel<T>(c);
+  const int64_t V = c.vocab_size;
+  // Two packed rows of 16: [5, 3, 6 | 2 padding] and [4, 7 | 5 padding].
+  const std::vector<std::vector<int64_t>> rows = {{5, 3, 6}, {4, 7}};
+  const int64_t B = 2, Tn = 16, N = B * Tn;
+  std::vector<int32_t> ids = RandomIds(N, V, 11), positions(N), targets(N, -1);
+  std::vector<T> w(N, T(0));
+  std::mt19937 rng(12);
+  std::normal_distribution<double> g;
+  struct Segment {
+    int64_t b, a, len;
+  };
+  std::vector<Segment> segments;
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t a = 0;
+    for (int64_t len : rows[b]) {
+      segments.push_back({b, a, len});
+      for (int64_t t = 0; t < len; ++t) {
+        positions[b * Tn + a + t] = static_cast<int32_t>(t);
+        if (t + 1 < len) {
+          targets[b * Tn + a + t] = ids[b * Tn + a + t + 1];
+          w[b * Tn + a + t] = static_cast<T>(g(rng));
+        }
+      }
+      a += len;
+    }
+    for (int64_t t = a; t < Tn; ++t) positions[b * Tn + t] = static_cast<int32_t>(t - a);
+  }
+  const int64_t P = model->num_param_elements();
+  ASSERT_TRUE(model->Forward(ids.data(), B, Tn, {}, positions.data()).ok());
+  std::vector<T> packed_lp(N);
+  ASSERT_TRUE(model->TokenLogProbs(targets.data(), packed_lp.data(), nullptr).ok());
+  model->ZeroGrads();
+  ASSERT_TRUE(model->Backward(w.data(), nullptr, 0.0).ok());
+  std::vector<T> packed_grad(model->grad_data(), model->grad_data() + P);
+
+  // Each sequence alone (Backward accumulates: the sum over sequences).
+  model->ZeroGrads();
+  std::vector<T> alone_lp(N, T(0));
+  for (const Segment& s : segments) {
+    const int64_t off = s.b * Tn + s.a;
+    ASSERT_TRUE(model->Forward(ids.data() + off, 1, s.len).ok());
+    ASSERT_TRUE(model->TokenLogProbs(targets.data() + off, alone_lp.data() + off, nullptr).ok());
+    ASSERT_TRUE(model->Backward(w.data() + off, nullptr, 0.0).ok());
+  }
+  const T* alone_grad = model->grad_data();
+  int64_t compared = 0;
+  double lp_diff = 0, ref_norm = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    if (targets[n] < 0) continue;
+    lp_diff = std::max(lp_diff, std::abs(static_cast<double>(packed_lp[n] - alone_lp[n])));
+    ref_norm = std::max(ref_norm, std::abs(static_cast<double>(alone_lp[n])));
+    ++compared;
+  }
+  EXPECT_GT(ref_norm, 0.1);
+  EXPECT_EQ(compared, 4 + 2 + 5 + 3 + 6);
+  EXPECT_LE(lp_diff, tol) << arch << ": logprobs differ by " << lp_diff;
+  double g_diff = 0, g_max = 0;
+  int64_t nonzero = 0;
+  for (int64_t i = 0; i < P; ++i) {
+    g_max = std::max(g_max, std::abs(static_cast<double>(alone_grad[i])));
+    g_diff = std::max(g_diff, std::abs(static_cast<double>(packed_grad[i] - alone_grad[i])));
+    nonzero += alone_grad[i] != T(0);
+  }
+  EXPECT_GT(nonzero, P / 4);
+  EXPECT_GT(g_max, 1e-3);
+  EXPECT_LE(g_diff, tol * std::max(1.0, g_max))
+      << arch << ": gradients differ by " << g_diff << " (largest " << g_max << ")";
+  std::printf("%s %s: packed vs separate, max |dlogp| %.3g, max |dgrad| %.3g (max |grad| %.3g)\n",
+              arch.c_str(), sizeof(T) == 8 ? "double" : "float", lp_diff, g_diff, g_max);
+
+  // Without the positions the row is one causal sequence: later segments then see earlier ones.
+  ASSERT_TRUE(model->Forward(ids.data(), B, Tn).ok());
+  std::vector<T> causal_lp(N);
+  ASSERT_TRUE(model->TokenLogProbs(targets.data(), causal_lp.data(), nullptr).ok());
+  const int64_t second = segments[1].a;  // first token of row 0's second segment
+  EXPECT_GT(std::abs(static_cast<double>(causal_lp[second] - alone_lp[second])), 100 * tol);
+}
+
+TEST_P(ArchTest, PackedRowsMatchSeparateSequencesDouble) {
+  CheckPackedMatchesSeparate<double>(GetParam(), 1e-10);
+}
+
+TEST_P(ArchTest, PackedRowsMatchSeparateSequencesFloat) {
+  CheckPackedMatchesSeparate<float>(GetParam(), 1e-5);
+}
+
 INSTANTIATE_TEST_SUITE_P(Archs, ArchTest,
                          ::testing::Values("qwen3_moe", "dots1", "qwen3", "qwen2", "llama"));
 
@@ -283,6 +375,21 @@ TEST(ModelTest, RejectsBadInput) {
   ModelConfig bad = c;
   bad.num_key_value_heads = 3;
   EXPECT_EQ(CausalLM<float>::Create(bad).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ModelTest, RejectsBadPackedPositions) {
+  const ModelConfig c = TinyConfig("qwen3");
+  auto model = MakeModel<float>(c);
+  std::vector<int32_t> ids = RandomIds(6, c.vocab_size, 1);
+  std::vector<int32_t> skip = {0, 1, 2, 4, 5, 6};  // jumps from 2 to 4
+  auto s = model->Forward(ids.data(), 1, 6, {}, skip.data());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(s.message()).find("positions[0, 3]"), std::string::npos) << s;
+  std::vector<int32_t> late = {1, 2, 3, 0, 1, 2};  // the row does not start at 0
+  s = model->Forward(ids.data(), 1, 6, {}, late.data());
+  EXPECT_NE(std::string(s.message()).find("positions[0, 0]"), std::string::npos) << s;
+  std::vector<int32_t> ok = {0, 1, 2, 0, 1, 0};
+  EXPECT_TRUE(model->Forward(ids.data(), 1, 6, {}, ok.data()).ok());
 }
 
 TEST(ModelTest, TiedEmbeddingsHaveNoLmHead) {
