@@ -774,6 +774,10 @@ absl::Status ValidateRunConfig(const proto::RunConfig& c) {
   RLVR_RETURN_IF_ERROR(Positive("optimizer.lr", c.optimizer().lr()));
   RLVR_RETURN_IF_ERROR(OneOf("optimizer.schedule", c.optimizer().schedule(), {"constant", "cosine"}));
   RLVR_RETURN_IF_ERROR(OneOf("trainer.mode", c.trainer().mode(), {"sync", "overlapped"}));
+  if (c.trainer().max_staleness() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "trainer.max_staleness: must be >= 0, got ", c.trainer().max_staleness()));
+  }
   RLVR_RETURN_IF_ERROR(OneOf("distill.mode", c.distill().mode(), {"sft", "kd"}));
   for (int i = 0; i < c.reward().verifiers_size(); ++i) {
     if (c.reward().verifiers(i).name().empty()) {

@@ -98,7 +98,8 @@ class CausalLM {
   // Runs the trunk on ids [B, T] (right-padded sequences; row (b, t) sits at position t) and
   // keeps every activation for TokenLogProbs/Logits/Backward. forced_experts: empty, or one
   // entry per decoder layer, each null or (MoE layers) [B*T, K] expert ids to use instead of the
-  // router's choice (router replay). InvalidArgument for ids outside [0, vocab_size).
+  // router's choice (router replay; rows of -1 are routed by the router, see MoeForward).
+  // InvalidArgument for ids outside [0, vocab_size).
   absl::Status Forward(const int32_t* ids, int64_t B, int64_t Tn,
                        std::span<const int32_t* const> forced_experts = {});
 
