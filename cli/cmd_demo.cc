@@ -27,6 +27,14 @@ int DemoMain(const Args& args) {
   app.add_option("--lr", o.grpo_lr, "GRPO learning rate")->capture_default_str();
   app.add_option("--sft-lr", o.sft_lr, "SFT learning rate")->capture_default_str();
   app.add_option("--eval-problems", o.eval_problems, "held-out problems")->capture_default_str();
+  app.add_option("--trainer-mode", o.trainer_mode,
+                 "sync, or overlapped (rollout of step s+1 alongside the update of step s)")
+      ->capture_default_str();
+  app.add_option("--max-staleness", o.max_staleness, "overlapped: rollouts use the policy "
+                 "after step s-1-max_staleness")
+      ->capture_default_str();
+  app.add_flag("--router-replay", o.router_replay,
+               "MoE router replay: the update uses the experts the rollout chose");
   if (int status = ParseCommandArgs(app, args); status >= 0) return status;
   auto r = cluster::RunDemo(o);
   if (!r.ok()) {

@@ -184,11 +184,18 @@ absl::StatusOr<CheckpointInfo> CheckpointManager::Save(
   RLVR_RETURN_IF_ERROR(FsyncDir(root_));
   Reached(SavePoint::kRenamed);
   RLVR_ASSIGN_OR_RETURN(auto all, List());
-  // Prune the oldest beyond `keep_`, never the one just written.
+  // Prune the oldest beyond `keep_`, never the one just written. Each is renamed to a .tmp-
+  // name first: a crash in the middle of removing its files must not leave a step-N directory
+  // that fails verification (Open() sweeps the .tmp- leftovers).
   int excess = static_cast<int>(all.size()) - keep_;
   for (int i = 0; i < excess; ++i) {
     if (all[i].step == step) continue;
-    RLVR_RETURN_IF_ERROR(RemoveAll(all[i].path));
+    std::string doomed = absl::StrCat(root_, "/.tmp-pruned-", CheckpointDirName(all[i].step),
+                                      "-", ::getpid());
+    if (std::rename(all[i].path.c_str(), doomed.c_str()) != 0) {
+      return Errno("rename", all[i].path);
+    }
+    RLVR_RETURN_IF_ERROR(RemoveAll(doomed));
   }
   if (excess > 0) RLVR_RETURN_IF_ERROR(FsyncDir(root_));
   Reached(SavePoint::kOldPruned);

@@ -7,7 +7,8 @@
 //   1. create `<root>/.tmp-step-<N>-<pid>` and let the caller write its files into it;
 //   2. fsync every file, write MANIFEST.json (atomically), fsync the directory;
 //   3. rename the directory to `step-<N>` and fsync `<root>`;
-//   4. only then delete checkpoints beyond `keep` (oldest first).
+//   4. only then delete checkpoints beyond `keep` (oldest first; each renamed to a `.tmp-` name
+//      before its files go, so a crash mid-delete leaves no half-deleted `step-N`).
 //
 // A crash at any point leaves either the previous checkpoints intact plus a `.tmp-*` directory
 // that the next Open() sweeps away, or the new checkpoint complete. Loading verifies the

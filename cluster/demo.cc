@@ -61,6 +61,14 @@ absl::StatusOr<DemoResult> RunDemo(const DemoOptions& o) {
   auto say = [&](const std::string& s) {
     if (o.verbose) std::fprintf(stderr, "demo [%5.1f min] %s\n", minutes(), s.c_str());
   };
+  if (o.trainer_mode != "sync" && o.trainer_mode != "overlapped") {
+    return absl::InvalidArgumentError(absl::StrCat("--trainer-mode (trainer.mode): '",
+                                                   o.trainer_mode, "' is not sync or overlapped"));
+  }
+  if (o.max_staleness < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max-staleness (trainer.max_staleness): must be >= 0, got ", o.max_staleness));
+  }
   RLVR_RETURN_IF_ERROR(MakeDirs(o.run_dir + "/tokenizer"), "demo");
   const std::string tok_json = ByteLevelTokenizerJson();
   RLVR_RETURN_IF_ERROR(WriteFileAtomically(o.run_dir + "/tokenizer/tokenizer.json", tok_json));
@@ -151,6 +159,9 @@ absl::StatusOr<DemoResult> RunDemo(const DemoOptions& o) {
   config.mutable_optimizer()->set_grad_clip(1.0f);
   config.mutable_trainer()->set_total_steps(o.grpo_steps);
   config.mutable_trainer()->set_save_every(std::max<int64_t>(1, o.grpo_steps / 2));
+  config.mutable_trainer()->set_mode(o.trainer_mode);
+  config.mutable_trainer()->set_max_staleness(static_cast<int32_t>(o.max_staleness));
+  config.mutable_grpo()->set_router_replay(o.router_replay);
   config.mutable_reward()->clear_verifiers();
   auto* v = config.mutable_reward()->add_verifiers();
   v->set_name("math");

@@ -30,6 +30,9 @@ struct DemoOptions {
   double grpo_lr = 1e-4;
   int64_t eval_problems = 200;
   int64_t pass_k = 8;
+  std::string trainer_mode = "sync";  // trainer.mode: sync or overlapped
+  int64_t max_staleness = 1;          // trainer.max_staleness (overlapped)
+  bool router_replay = false;         // grpo.router_replay
   bool verbose = true;
 };
 

@@ -45,8 +45,9 @@ struct RewardResult {
   bool correct = false;                      // the accuracy verifier's verdict
 };
 
-// Scores one completion of a dataset record. Must be thread-compatible (called from the trainer
-// thread only).
+// Scores one completion of a dataset record. Must be thread-compatible: it is called from one
+// thread at a time (the trainer thread, or the rollout thread in overlapped mode). The prompt
+// function likewise; the tokenizer's const methods are thread-safe.
 using RewardFn = std::function<absl::StatusOr<RewardResult>(
     const nlohmann::json& record, const std::string& completion, int64_t completion_tokens,
     int64_t max_new_tokens)>;

@@ -16,6 +16,14 @@ int64_t TokenBatch::num_target_tokens() const {
   return n;
 }
 
+int64_t TokenBatch::num_replayed_tokens() const {
+  if (experts.empty()) return 0;
+  int64_t n = 0;
+  const int64_t row = moe_layers * top_k;
+  for (int64_t i = 0; i < B * T; ++i) n += experts[i * row] >= 0;
+  return n;
+}
+
 absl::StatusOr<TokenBatch> MakeTokenBatch(const std::vector<std::vector<int32_t>>& prompts,
                                           const std::vector<std::vector<int32_t>>& completions) {
   if (prompts.size() != completions.size()) {
@@ -116,6 +124,51 @@ absl::StatusOr<TokenBatch> MakePackedTokenBatch(
   return b;
 }
 
+absl::Status AttachRouterReplay(TokenBatch* batch,
+                                const std::vector<std::vector<int32_t>>& prompt_experts,
+                                const std::vector<std::vector<int32_t>>& completion_experts,
+                                int64_t moe_layers, int64_t top_k) {
+  if (moe_layers < 1 || top_k < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("router replay: ", moe_layers,
+                                                   " MoE layers x top_k ", top_k,
+                                                   " (the rollout recorded no experts?)"));
+  }
+  if (static_cast<int64_t>(prompt_experts.size()) != batch->B ||
+      static_cast<int64_t>(completion_experts.size()) != batch->B) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "router replay: ", prompt_experts.size(), " prompt and ", completion_experts.size(),
+        " completion expert records for a batch of ", batch->B, " rows"));
+  }
+  const int64_t row = moe_layers * top_k;
+  for (int64_t b = 0; b < batch->B; ++b) {
+    const int64_t P = batch->prompt_len[b], L = batch->completion_len[b];
+    const auto& pe = prompt_experts[b];
+    const auto& ce = completion_experts[b];
+    if (!pe.empty() && static_cast<int64_t>(pe.size()) != P * row) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "router replay: row ", b, ": prompt experts have ", pe.size(),
+          " ids, expected prompt tokens x moe layers x top_k = ", P, " x ", moe_layers, " x ",
+          top_k, " = ", P * row));
+    }
+    if (static_cast<int64_t>(ce.size()) != L * row) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "router replay: row ", b, ": completion experts have ", ce.size(),
+          " ids, expected completion tokens x moe layers x top_k = ", L, " x ", moe_layers,
+          " x ", top_k, " = ", L * row));
+    }
+  }
+  batch->moe_layers = moe_layers;
+  batch->top_k = top_k;
+  batch->experts.assign(batch->B * batch->T * row, -1);
+  for (int64_t b = 0; b < batch->B; ++b) {
+    int32_t* dst = batch->experts.data() + b * batch->T * row;
+    const int64_t P = batch->prompt_len[b];
+    std::copy(prompt_experts[b].begin(), prompt_experts[b].end(), dst);
+    std::copy(completion_experts[b].begin(), completion_experts[b].end(), dst + P * row);
+  }
+  return absl::OkStatus();
+}
+
 TokenBatch SliceRows(const TokenBatch& batch, int64_t begin, int64_t end) {
   TokenBatch s;
   s.B = end - begin;
@@ -125,11 +178,21 @@ TokenBatch SliceRows(const TokenBatch& batch, int64_t begin, int64_t end) {
   s.ids.assign(s.B * s.T, 0);
   s.targets.assign(s.B * s.T, -1);
   s.mask.assign(s.B * s.T, 0);
+  const int64_t row = batch.moe_layers * batch.top_k;
+  if (!batch.experts.empty()) {
+    s.moe_layers = batch.moe_layers;
+    s.top_k = batch.top_k;
+    s.experts.assign(s.B * s.T * row, -1);
+  }
   for (int64_t i = begin; i < end; ++i) {
     int64_t r = i - begin;
     std::copy_n(batch.ids.data() + i * batch.T, s.T, s.ids.data() + r * s.T);
     std::copy_n(batch.targets.data() + i * batch.T, s.T, s.targets.data() + r * s.T);
     std::copy_n(batch.mask.data() + i * batch.T, s.T, s.mask.data() + r * s.T);
+    if (!batch.experts.empty()) {
+      std::copy_n(batch.experts.data() + i * batch.T * row, s.T * row,
+                  s.experts.data() + r * s.T * row);
+    }
     s.prompt_len.push_back(batch.prompt_len[i]);
     s.completion_len.push_back(batch.completion_len[i]);
     if (!batch.examples_per_row.empty()) s.examples_per_row.push_back(batch.examples_per_row[i]);
@@ -169,11 +232,43 @@ std::vector<float> SliceValues(const std::vector<float>& v, int64_t T, int64_t b
 
 }  // namespace
 
+absl::Status Learner::Forward(const TokenBatch& batch) {
+  if (batch.experts.empty()) {
+    return model_->Forward(batch.ids.data(), batch.B, batch.T, {}, batch.positions_or_null());
+  }
+  const policy::ModelConfig& c = model_->config();
+  const int64_t L = c.num_hidden_layers, K = batch.top_k, M = batch.moe_layers;
+  const int64_t N = batch.B * batch.T;
+  int64_t model_moe_layers = 0;
+  for (int64_t l = 0; l < L; ++l) model_moe_layers += c.IsMoeLayer(l);
+  if (M != model_moe_layers || K != c.num_experts_per_tok) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "router replay: the batch records ", M, " MoE layers x top_k ", K, ", the model has ",
+        model_moe_layers, " x num_experts_per_tok ", c.num_experts_per_tok));
+  }
+  if (static_cast<int64_t>(batch.experts.size()) != N * M * K) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("router replay: ", batch.experts.size(),
+                     " expert ids, expected B x T x moe layers x top_k = ", N * M * K));
+  }
+  forced_.resize(static_cast<size_t>(L));
+  std::vector<const int32_t*> forced(static_cast<size_t>(L), nullptr);
+  for (int64_t l = 0, m = 0; l < L; ++l) {
+    if (!c.IsMoeLayer(l)) continue;
+    std::vector<int32_t>& f = forced_[l];
+    f.resize(static_cast<size_t>(N * K));
+    for (int64_t n = 0; n < N; ++n) {
+      std::copy_n(batch.experts.data() + (n * M + m) * K, K, f.data() + n * K);
+    }
+    forced[l] = f.data();
+    ++m;
+  }
+  return model_->Forward(batch.ids.data(), batch.B, batch.T, forced, batch.positions_or_null());
+}
+
 absl::StatusOr<std::vector<float>> Learner::LogProbs(const TokenBatch& batch,
                                                      std::vector<float>* entropy) {
-  RLVR_RETURN_IF_ERROR(
-      model_->Forward(batch.ids.data(), batch.B, batch.T, {}, batch.positions_or_null()),
-      "learner forward");
+  RLVR_RETURN_IF_ERROR(Forward(batch), "learner forward");
   std::vector<float> logp(batch.B * batch.T);
   if (entropy != nullptr) entropy->assign(batch.B * batch.T, 0.0f);
   RLVR_RETURN_IF_ERROR(model_->TokenLogProbs(batch.targets.data(), logp.data(),
@@ -207,6 +302,7 @@ absl::StatusOr<GrpoUpdateStats> Learner::GrpoUpdate(const TokenBatch& batch,
     RLVR_ASSIGN_OR_RETURN(old, LogProbs(batch), "recomputing old logprobs");
   }
   GrpoUpdateStats stats;
+  stats.replayed_tokens = batch.num_replayed_tokens();
   const int64_t rows = batch.B / options.mini_batches;
   double token_weight = 0, clip = 0, ratio = 0, akl = 0, kl = 0, ent = 0, gnorm = 0, aux = 0;
   for (int64_t epoch = 0; epoch < options.ppo_epochs; ++epoch) {
@@ -216,9 +312,7 @@ absl::StatusOr<GrpoUpdateStats> Learner::GrpoUpdate(const TokenBatch& batch,
       std::vector<float> adv = SliceValues(advantages, batch.T, mb * rows, (mb + 1) * rows, part.T);
       std::vector<float> ref = SliceValues(logp_ref, batch.T, mb * rows, (mb + 1) * rows, part.T);
       model_->ZeroGrads();
-      RLVR_RETURN_IF_ERROR(
-          model_->Forward(part.ids.data(), part.B, part.T, {}, part.positions_or_null()),
-          "learner forward");
+      RLVR_RETURN_IF_ERROR(Forward(part), "learner forward");
       std::vector<float> logp(pn), entropy(pn);
       RLVR_RETURN_IF_ERROR(
           model_->TokenLogProbs(part.targets.data(), logp.data(), entropy.data()));

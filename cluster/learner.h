@@ -19,6 +19,17 @@
 // is exactly 1 and the clip fraction 0 on-policy; with several steps they are recomputed by a
 // forward of the current weights before the first update (veRL's recomputed old_log_prob).
 //
+// Router replay (MoE): a batch may carry, for every position and MoE layer, the experts the
+// rollout's router chose (AttachRouterReplay). Every forward of the learner over that batch
+// (the differentiated one, the recomputed old logprobs, LogProbs) then uses those experts
+// instead of its own router's choice (CausalLM::Forward's forced_experts): completion tokens get
+// the experts chosen when the rollout fed them, prompt tokens the experts of the rollout's
+// prefill when it recorded them; positions without a record (the last completion token, which
+// the rollout never fed; padding; prompts without a record) keep the learner's own routing.
+// The routing weights of the replayed experts are still the learner's router probabilities, so
+// the router gets gradients through them (and through the aux loss), only the top-k selection
+// is fixed. Without a record the learner routes as usual.
+//
 // Not thread-safe; the model and optimizer are borrowed and must outlive the learner.
 #ifndef RLVR_CLUSTER_LEARNER_H_
 #define RLVR_CLUSTER_LEARNER_H_
@@ -52,6 +63,13 @@ struct TokenBatch {
   const int32_t* positions_or_null() const {
     return positions.empty() ? nullptr : positions.data();
   }
+  // Router replay (see the file comment): empty, or [B, T, moe_layers, top_k] expert ids with
+  // rows of -1 where the learner's router decides.
+  int64_t moe_layers = 0;
+  int64_t top_k = 0;
+  std::vector<int32_t> experts;
+  // Positions with replayed experts (rows not -1 in the first MoE layer); 0 without replay.
+  int64_t num_replayed_tokens() const;
 };
 
 // Builds a batch. Every prompt must be non-empty; a completion may be empty (it then has no
@@ -66,6 +84,17 @@ absl::StatusOr<TokenBatch> MakeTokenBatch(const std::vector<std::vector<int32_t>
 absl::StatusOr<TokenBatch> MakePackedTokenBatch(
     const std::vector<std::vector<int32_t>>& prompts,
     const std::vector<std::vector<int32_t>>& completions, int64_t max_row_tokens);
+
+// Attaches the rollout's router choices to `batch` (built by MakeTokenBatch from the same
+// prompts and completions): prompt_experts[b] is empty (not recorded) or [prompt_len[b],
+// moe_layers, top_k] (rollout::Completion::prompt_experts); completion_experts[b] is
+// [completion_len[b], moe_layers, top_k] (rollout::Completion::experts, last row -1).
+// InvalidArgument naming the row and the expected shape if a size differs, or for moe_layers or
+// top_k < 1; the expert ids themselves are checked by the model's forward.
+absl::Status AttachRouterReplay(TokenBatch* batch,
+                                const std::vector<std::vector<int32_t>>& prompt_experts,
+                                const std::vector<std::vector<int32_t>>& completion_experts,
+                                int64_t moe_layers, int64_t top_k);
 
 // Rows [begin, end) of a batch, re-padded to their own longest row.
 TokenBatch SliceRows(const TokenBatch& batch, int64_t begin, int64_t end);
@@ -97,6 +126,7 @@ struct GrpoUpdateStats {
   int64_t optimizer_steps = 0;
   int64_t skipped_steps = 0;   // non-finite loss or gradient: the update was not applied
   int64_t tokens = 0;          // tokens forwarded (all rows x padded length)
+  int64_t replayed_tokens = 0;  // positions of the batch whose experts were replayed
   std::vector<std::vector<int64_t>> expert_load;  // [moe layer][E] of the last forward
 };
 
@@ -106,11 +136,13 @@ class Learner {
       : model_(model), optimizer_(optimizer) {}
 
   // Per-token logprobs [B, T] (0 outside the mask) of the batch under the current weights, and
-  // the entropies if `entropy` is non-null. No gradients.
+  // the entropies if `entropy` is non-null (replaying the batch's experts if it has them). No
+  // gradients. Afterwards model()->chosen_experts(l) gives the experts of this forward.
   absl::StatusOr<std::vector<float>> LogProbs(const TokenBatch& batch,
                                               std::vector<float>* entropy = nullptr);
 
   // One GRPO update (see the file comment). advantages: [B, T] (0 outside the mask).
+  // InvalidArgument if the batch's router replay does not fit the model (MoE layers, top_k).
   // logp_old: [B, T] behaviour logprobs, or empty (recomputed, see above). logp_ref: [B, T]
   // reference logprobs, required when loss.kl_coef != 0.
   absl::StatusOr<GrpoUpdateStats> GrpoUpdate(const TokenBatch& batch,
@@ -135,9 +167,15 @@ class Learner {
   absl::StatusOr<SftStats> SftUpdate(const TokenBatch& batch, double aux_loss_coef,
                                      double bias_update_rate = 0.0);
 
+  policy::CausalLM<float>* model() { return model_; }
+
  private:
+  // model_->Forward over the batch, with its replayed experts if it has them.
+  absl::Status Forward(const TokenBatch& batch);
+
   policy::CausalLM<float>* model_;
   policy::AdamW* optimizer_;
+  std::vector<std::vector<int32_t>> forced_;  // per decoder layer [B*T, K] (replay scratch)
 };
 
 }  // namespace rlvr::cluster

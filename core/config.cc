@@ -779,6 +779,10 @@ absl::Status ValidateRunConfig(const proto::RunConfig& c) {
   RLVR_RETURN_IF_ERROR(Positive("optimizer.lr", c.optimizer().lr()));
   RLVR_RETURN_IF_ERROR(OneOf("optimizer.schedule", c.optimizer().schedule(), {"constant", "cosine"}));
   RLVR_RETURN_IF_ERROR(OneOf("trainer.mode", c.trainer().mode(), {"sync", "overlapped"}));
+  if (c.trainer().max_staleness() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "trainer.max_staleness: must be >= 0, got ", c.trainer().max_staleness()));
+  }
   RLVR_RETURN_IF_ERROR(OneOf("distill.mode", c.distill().mode(), {"sft", "kd"}));
   RLVR_RETURN_IF_ERROR(Positive("sft.batch_tokens", c.sft().batch_tokens()));
   for (const auto& [key, value] : {std::pair<const char*, int32_t>{"sft.steps", c.sft().steps()},

@@ -65,13 +65,19 @@ inline std::unique_ptr<kernels::PackedWeights> PackModelWeights(
   return std::make_unique<kernels::PackedWeights>(matrices);
 }
 
-// Adapter for policy::CausalLM<float> (not owned; must outlive the backend). Router choices
-// are not recorded: CausalLM::Decode does not keep per-layer expert choices (see
-// docs/rollout.md).
+// Adapter for policy::CausalLM<float> (not owned; must outlive the backend). With
+// record_experts, ChosenExperts() returns each MoE layer's routing of the last Run()
+// (CausalLM::decode_chosen_experts), so the engine records router choices for replay; the
+// tokens and logits are the same either way.
 class CausalLmBackend : public DecodeBackend {
  public:
-  explicit CausalLmBackend(policy::CausalLM<float>* model)
-      : model_(model), packed_(PackModelWeights(*model)) {}
+  explicit CausalLmBackend(policy::CausalLM<float>* model, bool record_experts = false)
+      : model_(model), packed_(PackModelWeights(*model)) {
+    if (!record_experts) return;
+    for (int64_t l = 0; l < model_->config().num_hidden_layers; ++l) {
+      if (model_->config().IsMoeLayer(l)) moe_layers_.push_back(l);
+    }
+  }
 
   int64_t num_layers() const override { return model_->config().num_hidden_layers; }
   int64_t kv_row_elems() const override {
@@ -80,16 +86,25 @@ class CausalLmBackend : public DecodeBackend {
   int64_t vocab_size() const override { return model_->config().vocab_size; }
   int64_t valid_vocab() const override { return model_->active_vocab(); }
   int64_t max_positions() const override { return model_->config().max_position_embeddings; }
+  int64_t num_moe_layers() const override { return static_cast<int64_t>(moe_layers_.size()); }
+  int64_t experts_per_token() const override {
+    return moe_layers_.empty() ? 0 : model_->config().num_experts_per_tok;
+  }
 
   absl::Status Run(const int32_t* ids, const int32_t* positions, int64_t B, int64_t Tn,
                    std::span<const kernels::KvCacheView<float>> caches,
                    float* last_logits) override {
     return model_->Decode(ids, positions, B, Tn, caches, last_logits);
   }
+  const int32_t* ChosenExperts(int64_t moe_layer) const override {
+    if (moe_layer < 0 || moe_layer >= num_moe_layers()) return nullptr;
+    return model_->decode_chosen_experts(moe_layers_[moe_layer]);
+  }
 
  private:
   policy::CausalLM<float>* model_;
   std::unique_ptr<kernels::PackedWeights> packed_;
+  std::vector<int64_t> moe_layers_;  // decoder layer of each recorded MoE layer
 };
 
 }  // namespace rlvr::rollout

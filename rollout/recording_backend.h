@@ -6,9 +6,10 @@
 // from position 0 uses the full forward's GEMM-based causal kernel, and decode steps use a paged
 // kernel of its own (PagedAttention in the .cc: blockwise, one pass per kv head for its query
 // group). Logits agree with Decode and with the full forward within float rounding
-// (tests/rollout/router_replay_test.cc, engine_test.cc). It exists
-// because CausalLM::Decode keeps only the last MoE layer's routing (see docs/rollout.md); once
-// the model exposes per-layer decode routing, CausalLmBackend can record it directly.
+// (tests/rollout/router_replay_test.cc, engine_test.cc). It was written when CausalLM::Decode
+// kept only the last MoE layer's routing; Decode now keeps every layer's, and
+// CausalLmBackend(model, /*record_experts=*/true) records the same experts (the trainer uses
+// that; see docs/rollout.md).
 //
 // The model is not owned and must outlive the backend; its parameters are read at each Run()
 // (so weight updates between calls are seen). Thread safety: none.

@@ -113,6 +113,8 @@ absl::Status MoeForward(const MoeConfig& cfg, const MoeWeights<T>& w, const T* x
   const int64_t C = cfg.hidden, E = cfg.experts, K = cfg.top_k, I = cfg.intermediate;
   if (forced_experts != nullptr) {
     for (int64_t n = 0; n < N; ++n) {
+      const int32_t* row = forced_experts + n * K;
+      if (std::all_of(row, row + K, [](int32_t e) { return e == -1; })) continue;  // router
       for (int64_t k = 0; k < K; ++k) {
         const int32_t e = forced_experts[n * K + k];
         if (e < 0 || e >= E) {
@@ -143,7 +145,7 @@ absl::Status MoeForward(const MoeConfig& cfg, const MoeWeights<T>& w, const T* x
   for (int64_t n = 0; n < N; ++n) {
     const T* s = scores + n * E;
     int32_t* ch = chosen + n * K;
-    if (forced_experts != nullptr) {
+    if (forced_experts != nullptr && forced_experts[n * K] >= 0) {
       std::copy(forced_experts + n * K, forced_experts + (n + 1) * K, ch);
     } else {
       Select(cfg, s, w.correction_bias, ch);

@@ -6,7 +6,9 @@
 //   selection: the top K of s + correction_bias (bias only for choosing, never in the weights;
 //     null bias = 0), optionally group-limited: experts split into n_group groups, a group's
 //     score is the sum of its top-2 biased scores, only the best topk_group groups compete.
-//     Or forced: given expert ids [N, K] (router replay), only the weights are recomputed.
+//     Or forced: given expert ids [N, K] (router replay), only the weights are recomputed; the
+//     backward is the same, so the router still gets gradients through the replayed experts'
+//     weights w_k = s[e_k] (and the aux loss).
 //   weights: w_k = s[e_k]; if norm_topk_prob, w_k /= sum_k s[e_k] (+1e-20 with sigmoid, as
 //     DeepSeek); then w_k *= routed_scaling_factor.
 //   y = sum_k w_k * Expert_{e_k}(x)                    experts are SwiGLU MLPs of size I
@@ -101,8 +103,10 @@ struct MoeActivations {
 };
 
 // x, y [N, C] (y written, must not alias x). forced_experts: null, or [N, K] expert ids to use
-// instead of the router's choice (router replay); InvalidArgument if an id is out of range or
-// repeated within a token. InvalidArgument naming the field for a bad config or missing weight.
+// instead of the router's choice (router replay); a token whose row is all -1 is routed by the
+// router (partial replay: tokens the rollout did not record). InvalidArgument if an id is out of
+// range or repeated within a token. InvalidArgument naming the field for a bad config or
+// missing weight.
 template <typename T>
 absl::Status MoeForward(const MoeConfig& cfg, const MoeWeights<T>& w, const T* x, int64_t N,
                         const int32_t* forced_experts, MoeActivations<T>* act, T* y);

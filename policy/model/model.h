@@ -98,7 +98,7 @@ class CausalLM {
   // Runs the trunk on ids [B, T] (right-padded sequences; row (b, t) sits at position t) and
   // keeps every activation for TokenLogProbs/Logits/Backward. forced_experts: empty, or one
   // entry per decoder layer, each null or (MoE layers) [B*T, K] expert ids to use instead of the
-  // router's choice (router replay).
+  // router's choice (router replay; rows of -1 are routed by the router, see MoeForward).
   // positions [B, T], or null: packed rows (sequence packing). Each row holds several
   // sequences back to back; a sequence's positions are 0, 1, 2, ... (RoPE uses them), a 0
   // starts the next sequence, and attention never crosses a sequence boundary, so every

@@ -121,6 +121,42 @@ TEST_P(RouterReplayTest, SameTokensAsCausalLmBackend) {
   EXPECT_EQ(compared, 3 * 16);
 }
 
+// CausalLmBackend(model, /*record_experts=*/true) records from CausalLM::Decode's per-layer
+// routing: the same tokens as without recording, and the same experts as RecordingBackend.
+TEST_P(RouterReplayTest, CausalLmBackendRecordsTheSameExperts) {
+  auto model = MakeModel(GetParam());
+  auto recording = RecordingBackend::Create(model.get());
+  ASSERT_TRUE(recording.ok());
+  CausalLmBackend plain(model.get());
+  CausalLmBackend recorder(model.get(), /*record_experts=*/true);
+  EXPECT_EQ(recorder.num_moe_layers(), (*recording)->num_moe_layers());
+  EXPECT_EQ(recorder.experts_per_token(), (*recording)->experts_per_token());
+  const GenerationRequest r = Request(model->config().vocab_size, 1.0);
+  const auto a = Generate(recording->get(), r);
+  const auto b = Generate(&recorder, r);
+  const auto c = Generate(&plain, r);
+  ASSERT_EQ(a.size(), b.size());
+  ASSERT_EQ(b.size(), c.size());
+  int64_t compared = 0, mismatched = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(b[i].tokens, c[i].tokens);
+    EXPECT_EQ(b[i].logprobs, c[i].logprobs);  // recording changes nothing else
+    if (a[i].tokens != b[i].tokens) continue;  // a float tie may flip a token; not here
+    ASSERT_EQ(a[i].experts.size(), b[i].experts.size());
+    ASSERT_EQ(a[i].prompt_experts.size(), b[i].prompt_experts.size());
+    for (size_t j = 0; j < a[i].experts.size(); ++j) {
+      mismatched += a[i].experts[j] != b[i].experts[j];
+      ++compared;
+    }
+    for (size_t j = 0; j < a[i].prompt_experts.size(); ++j) {
+      mismatched += a[i].prompt_experts[j] != b[i].prompt_experts[j];
+      ++compared;
+    }
+  }
+  EXPECT_GT(compared, 3 * 13);
+  EXPECT_EQ(mismatched, 0) << "of " << compared;
+}
+
 INSTANTIATE_TEST_SUITE_P(MoeArchitectures, RouterReplayTest,
                          ::testing::Values("qwen3_moe", "dots1"));
 

@@ -268,6 +268,61 @@ TEST(MoeTest, RouterReplayRecomputesWeightsForForcedExperts) {
   EXPECT_EQ(act2.topk_experts, forced);
 }
 
+// Partial replay: rows of -1 are routed by the router, the others are forced; the router still
+// gets the gradient of the forced experts' weights (finite differences, forced choices that the
+// router would not make).
+TEST(MoeTest, PartialRouterReplayAndItsRouterGradient) {
+  std::mt19937_64 rng(25);
+  MoeParams p = Make(rng, QwenConfig(), false);
+  const int64_t N = 6, C = p.cfg.hidden, K = p.cfg.top_k, E = p.cfg.experts;
+  auto x = RandomVec(rng, N * C), r = RandomVec(rng, N * C);
+  MoeActivations<double> own;
+  std::vector<double> y(N * C);
+  ASSERT_TRUE(MoeForward(p.cfg, p.Weights(), x.data(), N, nullptr, &own, y.data()).ok());
+  std::vector<int32_t> forced(N * K, -1);
+  int64_t differs = 0;
+  for (int64_t n = 0; n < N; n += 2) {  // odd tokens keep the router's choice
+    // Two experts the router did not choose.
+    std::vector<int32_t> other;
+    for (int32_t e = 0; e < E; ++e) {
+      if (e != own.topk_experts[n * K] && e != own.topk_experts[n * K + 1]) other.push_back(e);
+    }
+    forced[n * K] = other[0];
+    forced[n * K + 1] = other[1];
+    ++differs;
+  }
+  MoeActivations<double> act;
+  ASSERT_TRUE(MoeForward(p.cfg, p.Weights(), x.data(), N, forced.data(), &act, y.data()).ok());
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t k = 0; k < K; ++k) {
+      EXPECT_EQ(act.topk_experts[n * K + k],
+                n % 2 == 0 ? forced[n * K + k] : own.topk_experts[n * K + k])
+          << "token " << n;
+    }
+  }
+  ASSERT_GT(differs, 0);
+  EXPECT_LT(RelMaxErr(y, NaiveMoe(p, x, N, act.topk_experts.data())), 1e-12);
+  auto loss = [&] {
+    MoeActivations<double> a;
+    std::vector<double> out(N * C);
+    EXPECT_TRUE(MoeForward(p.cfg, p.Weights(), x.data(), N, forced.data(), &a, out.data()).ok());
+    return Dot(out, r);
+  };
+  std::vector<double> dx(N * C, 0.0), dr(p.router.size(), 0.0), dg(p.gate.size(), 0.0),
+      du(p.up.size(), 0.0), dd(p.down.size(), 0.0);
+  MoeBackward(p.cfg, p.Weights(), x.data(), N, act, r.data(), nullptr, dx.data(),
+              MoeGrads<double>{dr.data(), dg.data(), du.data(), dd.data(), {}, nullptr});
+  double norm = 0;
+  for (double v : dr) norm += v * v;
+  EXPECT_GT(norm, 0.0);
+  ExpectGradMatches("replayed moe drouter", &p.router, dr, loss);
+  // A row that is only partly -1 is an error, not a silent partial replay.
+  forced[1 * K] = 0;
+  absl::Status s = MoeForward(p.cfg, p.Weights(), x.data(), N, forced.data(), &act, y.data());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("forced expert -1 of token 1"), std::string_view::npos) << s;
+}
+
 TEST(MoeTest, ForcedExpertOutOfRangeIsAnError) {
   std::mt19937_64 rng(23);
   MoeParams p = Make(rng, QwenConfig(), false);
