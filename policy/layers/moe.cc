@@ -12,6 +12,9 @@
 
 namespace rlvr::policy::layers {
 namespace {
+// Expert multiply-adds (tokens x top-k x hidden x intermediate) from which the experts of a
+// layer run in parallel.
+constexpr int64_t kExpertParallelWork = int64_t{1} << 20;
 
 template <typename... Parts>
 absl::Status Bad(const Parts&... parts) {
@@ -179,20 +182,27 @@ absl::Status MoeForward(const MoeConfig& cfg, const MoeWeights<T>& w, const T* x
   T* hu = Resize(&act->h_up, N * K * I);
   T* ha = Resize(&act->h_act, N * K * I);
   T* eo = Resize(&act->expert_out, N * K * C);
-  std::vector<T> xe;
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t begin = act->expert_offset[e], n_e = act->expert_offset[e + 1] - begin;
-    if (n_e == 0) continue;
-    xe.resize(n_e * C);
-    for (int64_t i = 0; i < n_e; ++i) {
-      const int64_t n = act->order[begin + i] / K;
-      std::copy(x + n * C, x + (n + 1) * C, xe.data() + i * C);
+  // Experts in parallel, each on one thread (its GEMMs then run single-threaded): one parallel
+  // region per layer instead of a fork and join per product. Every expert writes its own rows.
+#pragma omp parallel if (E > 1 && N * K * C * I >= kExpertParallelWork)
+  {
+    std::vector<T> xe;
+#pragma omp for schedule(dynamic)
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t begin = act->expert_offset[e], n_e = act->expert_offset[e + 1] - begin;
+      if (n_e == 0) continue;
+      xe.resize(n_e * C);
+      for (int64_t i = 0; i < n_e; ++i) {
+        const int64_t n = act->order[begin + i] / K;
+        std::copy(x + n * C, x + (n + 1) * C, xe.data() + i * C);
+      }
+      kernels::LinearForward<T>(xe.data(), w.gate + e * I * C, nullptr, n_e, C, I,
+                                hg + begin * I);
+      kernels::LinearForward<T>(xe.data(), w.up + e * I * C, nullptr, n_e, C, I, hu + begin * I);
+      kernels::SwigluForward<T>(hg + begin * I, hu + begin * I, n_e * I, ha + begin * I);
+      kernels::LinearForward<T>(ha + begin * I, w.down + e * C * I, nullptr, n_e, I, C,
+                                eo + begin * C);
     }
-    kernels::LinearForward<T>(xe.data(), w.gate + e * I * C, nullptr, n_e, C, I, hg + begin * I);
-    kernels::LinearForward<T>(xe.data(), w.up + e * I * C, nullptr, n_e, C, I, hu + begin * I);
-    kernels::SwigluForward<T>(hg + begin * I, hu + begin * I, n_e * I, ha + begin * I);
-    kernels::LinearForward<T>(ha + begin * I, w.down + e * C * I, nullptr, n_e, I, C,
-                              eo + begin * C);
   }
   const std::vector<int64_t> pos = InverseOrder(act->order);
 #pragma omp parallel for if (N * K * C >= (1 << 15)) schedule(static)
@@ -250,35 +260,42 @@ void MoeBackward(const MoeConfig& cfg, const MoeWeights<T>& w, const T* x, int64
     }
   }
 
-  // Experts, each over its own tokens.
-  std::vector<T> dact, dg, du, xe, dxe;
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t begin = act.expert_offset[e], n_e = act.expert_offset[e + 1] - begin;
-    if (n_e == 0) continue;
-    dact.assign(n_e * I, T(0));
-    dg.resize(n_e * I);
-    du.resize(n_e * I);
-    kernels::LinearBackward<T>(deo.data() + begin * C, act.h_act.data() + begin * I,
-                               w.down + e * C * I, n_e, I, C, dact.data(),
-                               grads.down ? grads.down + e * C * I : nullptr, nullptr);
-    kernels::SwigluBackward<T>(dact.data(), act.h_gate.data() + begin * I,
-                               act.h_up.data() + begin * I, n_e * I, dg.data(), du.data());
-    xe.resize(n_e * C);
-    for (int64_t i = 0; i < n_e; ++i) {
-      const int64_t n = act.order[begin + i] / K;
-      std::copy(x + n * C, x + (n + 1) * C, xe.data() + i * C);
-    }
-    dxe.assign(n_e * C, T(0));
-    kernels::LinearBackward<T>(dg.data(), xe.data(), w.gate + e * I * C, n_e, C, I,
-                               dx ? dxe.data() : nullptr,
-                               grads.gate ? grads.gate + e * I * C : nullptr, nullptr);
-    kernels::LinearBackward<T>(du.data(), xe.data(), w.up + e * I * C, n_e, C, I,
-                               dx ? dxe.data() : nullptr,
-                               grads.up ? grads.up + e * I * C : nullptr, nullptr);
-    if (dx != nullptr) {
+  // Experts, each over its own tokens, in parallel as in the forward. Each expert's input
+  // gradient goes to its own rows of dxa ([N*K, C] in expert order); the tokens' sums follow.
+  std::vector<T> dxa(dx != nullptr ? N * K * C : 0);
+#pragma omp parallel if (E > 1 && N * K * C * I >= kExpertParallelWork)
+  {
+    std::vector<T> dact, dg, du, xe;
+#pragma omp for schedule(dynamic)
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t begin = act.expert_offset[e], n_e = act.expert_offset[e + 1] - begin;
+      if (n_e == 0) continue;
+      dact.assign(n_e * I, T(0));
+      dg.resize(n_e * I);
+      du.resize(n_e * I);
+      kernels::LinearBackward<T>(deo.data() + begin * C, act.h_act.data() + begin * I,
+                                 w.down + e * C * I, n_e, I, C, dact.data(),
+                                 grads.down ? grads.down + e * C * I : nullptr, nullptr);
+      kernels::SwigluBackward<T>(dact.data(), act.h_gate.data() + begin * I,
+                                 act.h_up.data() + begin * I, n_e * I, dg.data(), du.data());
+      xe.resize(n_e * C);
       for (int64_t i = 0; i < n_e; ++i) {
         const int64_t n = act.order[begin + i] / K;
-        kernels::Axpy<T>(T(1), dxe.data() + i * C, C, dx + n * C);
+        std::copy(x + n * C, x + (n + 1) * C, xe.data() + i * C);
+      }
+      T* dxe = dx != nullptr ? dxa.data() + begin * C : nullptr;
+      if (dxe != nullptr) std::fill(dxe, dxe + n_e * C, T(0));
+      kernels::LinearBackward<T>(dg.data(), xe.data(), w.gate + e * I * C, n_e, C, I, dxe,
+                                 grads.gate ? grads.gate + e * I * C : nullptr, nullptr);
+      kernels::LinearBackward<T>(du.data(), xe.data(), w.up + e * I * C, n_e, C, I, dxe,
+                                 grads.up ? grads.up + e * I * C : nullptr, nullptr);
+    }
+  }
+  if (dx != nullptr) {
+#pragma omp parallel for if (N * K * C >= (1 << 15)) schedule(static)
+    for (int64_t n = 0; n < N; ++n) {
+      for (int64_t k = 0; k < K; ++k) {
+        kernels::Axpy<T>(T(1), dxa.data() + pos[n * K + k] * C, C, dx + n * C);
       }
     }
   }
