@@ -79,7 +79,7 @@ void AttendItemAvx512(const float* qh, int64_t G, int64_t len,
       const float* vb = cache.v_blocks[blk] + koff;
       for (int64_t r = 0; r < rows; ++r) {
         float p = wg[s0 + r] * inv;
-        if (bf16) kernels::RoundToBf16(&p, 1);
+        if (bf16) p = kernels::internal::RoundBf16(p);
         const __m512 ws = _mm512_set1_ps(p);
         const float* vr = vb + r * row;
         for (int i = 0; i < NV; ++i) {
@@ -125,7 +125,7 @@ void AttendItemGeneric(const float* qh, int64_t G, int64_t D, int64_t len,
       const float* vb = cache.v_blocks[blk] + koff;
       for (int64_t r = 0; r < rows; ++r) {
         float ws = wg[s0 + r] * inv;
-        if (bf16) kernels::RoundToBf16(&ws, 1);
+        if (bf16) ws = kernels::internal::RoundBf16(ws);
         const float* vr = vb + r * row;
         for (int64_t d = 0; d < D; ++d) og[d] += ws * vr[d];
       }

@@ -255,7 +255,7 @@ void AttentionCachedForward(const T* q, const int32_t* positions, int64_t B, int
         const T* vr = cache.v_row(s, row) + g * D;
         T ws = w[s] * inv;
         if constexpr (std::is_same_v<T, float>) {
-          if (bf16) RoundToBf16(&ws, 1);
+          if (bf16) ws = internal::RoundBf16(ws);
         }
 #pragma omp simd
         for (int64_t d = 0; d < D; ++d) o[d] += ws * vr[d];

@@ -43,6 +43,16 @@ inline float FastExp(float x) {
   return x != x ? x : y;
 }
 
+// x rounded to the nearest bfloat16 value (ties to even), kept as a float: what a bf16 matrix
+// product does to its operands. NaN stays NaN. Vectorizes in omp simd loops.
+inline float RoundBf16(float x) {
+  uint32_t u = std::bit_cast<uint32_t>(x);
+  const uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+  const bool nan = (u & 0x7FFFFFFFu) > 0x7F800000u;
+  u = nan ? (u | 0x00400000u) & 0xFFFF0000u : rounded;
+  return std::bit_cast<float>(u);
+}
+
 template <typename T>
 inline T Exp(T x) {
   return std::exp(x);

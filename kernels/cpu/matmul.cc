@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/cpu/fast_math.h"
 #include "kernels/cpu/gemm_bf16.h"
 #include "kernels/elementwise.h"
 
@@ -69,10 +70,8 @@ bool MatmulInBf16() {
 }
 
 void RoundToBf16(float* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const uint32_t u = static_cast<uint32_t>(internal::FloatToBf16Bits(x[i])) << 16;
-    std::memcpy(&x[i], &u, sizeof(u));
-  }
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) x[i] = internal::RoundBf16(x[i]);
 }
 
 absl::Status ParseMatmulPrecision(const std::string& name, MatmulPrecision* out) {

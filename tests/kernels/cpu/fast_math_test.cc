@@ -1,6 +1,7 @@
 // FastExp (kernels/cpu/fast_math.h) against std::exp in double, over every 97th float of the
 // useful range and the special values.
 #include "kernels/cpu/fast_math.h"
+#include "kernels/cpu/gemm_bf16.h"
 
 #include <bit>
 #include <cmath>
@@ -57,6 +58,26 @@ TEST(FastExpTest, VectorizedLoopMatchesScalar) {
     const float s = FastExp(x[i]);
     EXPECT_EQ(std::bit_cast<uint32_t>(y[i]), std::bit_cast<uint32_t>(s)) << "x = " << x[i];
   }
+}
+
+// RoundBf16 (the inline rounding the decode attention uses) equals the conversion the bf16
+// GEMM's reference uses (FloatToBf16Bits), on every 4093rd bit pattern (NaNs, infinities,
+// subnormals and ties included) and on exact ties.
+TEST(RoundBf16Test, MatchesFloatToBf16Bits) {
+  auto ref = [](float x) {
+    return std::bit_cast<float>(static_cast<uint32_t>(FloatToBf16Bits(x)) << 16);
+  };
+  int64_t checked = 0;
+  for (uint64_t u = 0; u <= 0xFFFFFFFFull; u += 4093) {
+    const float x = std::bit_cast<float>(static_cast<uint32_t>(u));
+    ASSERT_EQ(std::bit_cast<uint32_t>(RoundBf16(x)), std::bit_cast<uint32_t>(ref(x))) << "bits " << u;
+    ++checked;
+  }
+  for (uint32_t hi : {0x3F80u, 0x3F81u, 0xC2F7u}) {  // x.5 ulp ties round to even
+    const float tie = std::bit_cast<float>((hi << 16) | 0x8000u);
+    EXPECT_EQ(std::bit_cast<uint32_t>(RoundBf16(tie)), std::bit_cast<uint32_t>(ref(tie)));
+  }
+  EXPECT_GT(checked, 1000000);
 }
 
 }  // namespace
