@@ -33,6 +33,12 @@ int DemoMain(const Args& args) {
   app.add_option("--max-staleness", o.max_staleness, "overlapped: rollouts use the policy "
                  "after step s-1-max_staleness")
       ->capture_default_str();
+  app.add_option("--clip-high", o.clip_eps_high,
+                 "upper clip of the importance ratio (DAPO clip-higher; 0.2 would be symmetric)")
+      ->capture_default_str();
+  app.add_option("--dynamic-sampling", o.dynamic_sampling,
+                 "DAPO dynamic sampling: replace groups whose rewards are all equal (true/false)")
+      ->capture_default_str();
   app.add_flag("--router-replay", o.router_replay,
                "MoE router replay: the update uses the experts the rollout chose");
   if (int status = ParseCommandArgs(app, args); status >= 0) return status;

@@ -162,6 +162,8 @@ absl::StatusOr<DemoResult> RunDemo(const DemoOptions& o) {
   config.mutable_trainer()->set_mode(o.trainer_mode);
   config.mutable_trainer()->set_max_staleness(static_cast<int32_t>(o.max_staleness));
   config.mutable_grpo()->set_router_replay(o.router_replay);
+  config.mutable_grpo()->set_clip_eps_high(static_cast<float>(o.clip_eps_high));
+  config.mutable_grpo()->set_dynamic_sampling(o.dynamic_sampling);
   config.mutable_reward()->clear_verifiers();
   auto* v = config.mutable_reward()->add_verifiers();
   v->set_name("math");

@@ -28,6 +28,10 @@ struct DemoOptions {
   int64_t group_size = 8;
   int64_t prompts_per_step = 32;
   double grpo_lr = 1e-4;
+  double clip_eps_high = 0.28;  // DAPO clip-higher (the config default)
+  // DAPO dynamic sampling: groups whose rewards are all equal carry no GRPO signal and are
+  // replaced by fresh prompts (on seed 3 it made the difference between +9.5 and +15.5 points).
+  bool dynamic_sampling = true;
   int64_t eval_problems = 200;
   int64_t pass_k = 8;
   std::string trainer_mode = "sync";  // trainer.mode: sync or overlapped
