@@ -9,27 +9,27 @@
 
 namespace rlvr::cli {
 namespace {
-int Unavailable(const Args& args, const char* issue) {
-  std::fprintf(stderr, "rlvr %s: not available in this build yet (tracked in issue %s)\n",
-               args.empty() ? "?" : args[0].c_str(), issue);
+int Unavailable(const Args& args, const char* what) {
+  std::fprintf(stderr, "rlvr %s: not available in this build yet (%s)\n",
+               args.empty() ? "?" : args[0].c_str(), what);
   return 2;
 }
 }  // namespace
 
-#define RLVR_UNAVAILABLE(fn, issue) \
-  __attribute__((weak)) int fn(const Args& args) { return Unavailable(args, issue); }
+#define RLVR_UNAVAILABLE(fn, what) \
+  __attribute__((weak)) int fn(const Args& args) { return Unavailable(args, what); }
 
-RLVR_UNAVAILABLE(InitMain, "3")
-RLVR_UNAVAILABLE(GenerateMain, "4")
-RLVR_UNAVAILABLE(LogprobsMain, "3")
-RLVR_UNAVAILABLE(VerifyMathMain, "8")
-RLVR_UNAVAILABLE(VerifyCodeMain, "5")
-RLVR_UNAVAILABLE(SandboxMain, "5")
-RLVR_UNAVAILABLE(TrainMain, "6")
-RLVR_UNAVAILABLE(DistillMain, "6")
-RLVR_UNAVAILABLE(ReportMain, "6")
-RLVR_UNAVAILABLE(ServeMain, "6")
-RLVR_UNAVAILABLE(DemoMain, "6")
-RLVR_UNAVAILABLE(InspectMain, "2")
+RLVR_UNAVAILABLE(InitMain, "the policy, issue 3")
+RLVR_UNAVAILABLE(GenerateMain, "the rollout engine, issue 4")
+RLVR_UNAVAILABLE(LogprobsMain, "the policy, issue 3")
+RLVR_UNAVAILABLE(VerifyMathMain, "the math verifier, issue 8")
+RLVR_UNAVAILABLE(VerifyCodeMain, "the code sandbox, issue 5")
+RLVR_UNAVAILABLE(SandboxMain, "the code sandbox, issue 5")
+RLVR_UNAVAILABLE(TrainMain, "the GRPO trainer, issue 6")
+RLVR_UNAVAILABLE(DistillMain, "the distillation stage is not built yet")
+RLVR_UNAVAILABLE(ReportMain, "the run report, issue 6")
+RLVR_UNAVAILABLE(ServeMain, "the reward server is not built yet")
+RLVR_UNAVAILABLE(DemoMain, "the demo, issue 6")
+RLVR_UNAVAILABLE(InspectMain, "the foundation, issue 2")
 
 }  // namespace rlvr::cli
