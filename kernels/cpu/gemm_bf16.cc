@@ -10,7 +10,9 @@
 
 // GCC 12's unpack intrinsics start from _mm512_undefined_epi32(), which -Wmaybe-uninitialized
 // reports as a use of an uninitialized value (a known false positive, GCC bug 105593).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 // Every function that uses AVX-512 intrinsics carries this attribute; the OpenMP regions stay
 // in plain functions (the outlined bodies then need no target of their own).
