@@ -280,13 +280,11 @@ int GenerateMain(const Args& args) {
       std::fprintf(stderr, "rlvr generate: %s\n", v.ToString().c_str());
       return 2;
     }
-    kernels::MatmulPrecision precision;
-    absl::Status s = kernels::ParseMatmulPrecision(f.dtype, &precision);
+    absl::Status s = kernels::SetMatmulPrecision(f.dtype);
     if (!s.ok()) {
       std::fprintf(stderr, "rlvr generate: --dtype: %s\n", s.ToString().c_str());
       return 2;
     }
-    kernels::SetMatmulPrecision(precision);
     s = Run(f);
     if (!s.ok()) {
       std::fprintf(stderr, "rlvr generate: %s\n", s.ToString().c_str());

@@ -189,13 +189,11 @@ int LogprobsMain(const Args& args) {
     } catch (const CLI::ParseError& e) {
       return app.exit(e) == 0 ? 0 : 2;
     }
-    kernels::MatmulPrecision precision;
-    absl::Status s = kernels::ParseMatmulPrecision(dtype, &precision);
+    absl::Status s = kernels::SetMatmulPrecision(dtype);
     if (!s.ok()) {
       std::fprintf(stderr, "rlvr logprobs: --dtype: %s\n", s.ToString().c_str());
       return 2;
     }
-    kernels::SetMatmulPrecision(precision);
     s = Run(model_dir, in_path, out_path, batch_tokens);
     if (!s.ok()) {
       std::fprintf(stderr, "rlvr logprobs: %s\n", s.ToString().c_str());

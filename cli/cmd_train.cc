@@ -38,10 +38,7 @@ absl::Status RunTrain(const std::string& config_path, const std::vector<std::str
   RLVR_ASSIGN_OR_RETURN(proto::RunConfig config, LoadRunConfig(config_path, overrides));
   // model.dtype: bfloat16 runs every float matrix product with bf16 operands (fp32 weights,
   // gradients and optimizer state), the rollout from packed bf16 weights.
-  kernels::MatmulPrecision precision;
-  RLVR_RETURN_IF_ERROR(kernels::ParseMatmulPrecision(config.model().dtype(), &precision),
-                       "model.dtype");
-  kernels::SetMatmulPrecision(precision);
+  RLVR_RETURN_IF_ERROR(kernels::SetMatmulPrecision(config.model().dtype()), "model.dtype");
   if (config.model().path().empty()) {
     return absl::InvalidArgumentError(
         "model.path: a checkpoint directory is required (create one with `rlvr init`)");

@@ -32,6 +32,8 @@ void SetMatmulPrecision(MatmulPrecision precision);
 MatmulPrecision GetMatmulPrecision();
 // "highest" | "bf16" (also "fp32"/"float32" for highest); InvalidArgument naming the value.
 absl::Status ParseMatmulPrecision(const std::string& name, MatmulPrecision* out);
+// ParseMatmulPrecision then SetMatmulPrecision; on error the precision is left unchanged.
+absl::Status SetMatmulPrecision(const std::string& name);
 // True when kBf16 actually runs bf16 products on this CPU.
 bool Bf16MatmulAvailable();
 // True when the current precision is kBf16 and this CPU runs it (products round to bf16).

@@ -388,12 +388,10 @@ int main(int argc, char** argv) {
   app.add_option("--dtype", o.dtype, "float32 or bfloat16 (as model.dtype of `rlvr train`)");
   CLI11_PARSE(app, argc, argv);
   rlvr::KeepFreedMemoryInProcess();  // as the rlvr CLI does
-  rlvr::kernels::MatmulPrecision precision;
-  if (absl::Status st = rlvr::kernels::ParseMatmulPrecision(o.dtype, &precision); !st.ok()) {
+  if (absl::Status st = rlvr::kernels::SetMatmulPrecision(o.dtype); !st.ok()) {
     std::fprintf(stderr, "bench_grpo_step: --dtype: %s\n", st.ToString().c_str());
     return 1;
   }
-  rlvr::kernels::SetMatmulPrecision(precision);
   absl::Status s = Main(o);
   if (!s.ok()) {
     std::fprintf(stderr, "bench_grpo_step: %s\n", s.ToString().c_str());

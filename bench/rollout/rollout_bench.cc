@@ -86,11 +86,8 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  rlvr::kernels::MatmulPrecision precision;
-  if (absl::Status st = rlvr::kernels::ParseMatmulPrecision(dtype, &precision); !st.ok()) {
-    return Fail(st);
-  }
-  rlvr::kernels::SetMatmulPrecision(precision);
+  if (absl::Status st = rlvr::kernels::SetMatmulPrecision(dtype); !st.ok()) return Fail(st);
+  const rlvr::kernels::MatmulPrecision precision = rlvr::kernels::GetMatmulPrecision();
   auto cfg = rlvr::policy::Preset(arch, preset);
   if (!cfg.ok()) return Fail(cfg.status());
   auto model_or = rlvr::policy::CausalLM<float>::Create(*cfg);

@@ -50,12 +50,10 @@ int Run(int argc, char** argv) {
   app.add_option("--save", save_dir, "write the initial model here (for the PyTorch side)");
   CLI11_PARSE(app, argc, argv);
 
-  rlvr::kernels::MatmulPrecision precision;
-  if (absl::Status st = rlvr::kernels::ParseMatmulPrecision(dtype, &precision); !st.ok()) {
+  if (absl::Status st = rlvr::kernels::SetMatmulPrecision(dtype); !st.ok()) {
     std::fprintf(stderr, "--dtype: %s\n", st.ToString().c_str());
     return 1;
   }
-  rlvr::kernels::SetMatmulPrecision(precision);
   auto config = rlvr::policy::Preset(arch, preset);
   if (!config.ok()) {
     std::fprintf(stderr, "%s\n", config.status().ToString().c_str());

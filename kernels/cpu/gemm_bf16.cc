@@ -194,14 +194,6 @@ bool CpuHasAvx512Bf16() {
   return has;
 }
 
-uint16_t FloatToBf16Bits(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, sizeof(u));
-  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
-  u += 0x7FFFu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
-}
-
 int64_t PackedB::Offset(int64_t jc, int64_t kc) const {
   // Blocks are stored column block by column block, K blocks inside.
   const int64_t k_blocks = (K + kKc - 1) / kKc;

@@ -45,8 +45,6 @@ void GemmBf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
               const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
               int64_t ldc, const PackedB* packed_b = nullptr);
 
-// fp32 -> bf16 bits, round to nearest even (NaN stays NaN). The reference for the tests.
-uint16_t FloatToBf16Bits(float x);
 
 }  // namespace rlvr::kernels::internal
 

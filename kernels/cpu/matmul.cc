@@ -86,6 +86,13 @@ absl::Status ParseMatmulPrecision(const std::string& name, MatmulPrecision* out)
   return absl::OkStatus();
 }
 
+absl::Status SetMatmulPrecision(const std::string& name) {
+  MatmulPrecision precision;
+  if (absl::Status s = ParseMatmulPrecision(name, &precision); !s.ok()) return s;
+  SetMatmulPrecision(precision);
+  return absl::OkStatus();
+}
+
 template <typename T>
 void Gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
           int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {

@@ -87,13 +87,15 @@ class EngineArchTest : public ::testing::TestWithParam<std::tuple<std::string, b
  protected:
   void SetUp() override {
     model_ = MakeModel(std::get<0>(GetParam()));
-    if (std::get<1>(GetParam())) {
-      auto r = RecordingBackend::Create(model_.get());
-      ASSERT_TRUE(r.ok()) << r.status();
-      backend_ = std::move(*r);
-    } else {
-      backend_ = std::make_unique<CausalLmBackend>(model_.get());
-    }
+    backend_ = MakeBackend();
+    ASSERT_NE(backend_, nullptr);
+  }
+  // The backend of the test parameter over model_ (made under the current matmul precision).
+  std::unique_ptr<DecodeBackend> MakeBackend() {
+    if (!std::get<1>(GetParam())) return std::make_unique<CausalLmBackend>(model_.get());
+    auto r = RecordingBackend::Create(model_.get());
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? std::move(*r) : nullptr;
   }
   std::unique_ptr<CausalLM<float>> model_;
   std::unique_ptr<DecodeBackend> backend_;
@@ -193,14 +195,8 @@ TEST_P(EngineArchTest, Bf16LogprobsAgreeWithBf16FullForwardToRounding) {
   if (!kernels::Bf16MatmulAvailable()) GTEST_SKIP() << "this CPU has no AVX512-BF16";
   kernels::SetMatmulPrecision(kernels::MatmulPrecision::kBf16);
   // A backend made now packs the weights in bf16 (the one of SetUp was made under float32).
-  std::unique_ptr<DecodeBackend> backend;
-  if (std::get<1>(GetParam())) {
-    auto r = RecordingBackend::Create(model_.get());
-    ASSERT_TRUE(r.ok()) << r.status();
-    backend = std::move(*r);
-  } else {
-    backend = std::make_unique<CausalLmBackend>(model_.get());
-  }
+  std::unique_ptr<DecodeBackend> backend = MakeBackend();
+  ASSERT_NE(backend, nullptr);
   const int64_t V = model_->config().vocab_size;
   GenerationRequest r;
   r.prompt = RandomPrompt(5, 11, V);

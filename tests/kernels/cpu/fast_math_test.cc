@@ -1,13 +1,13 @@
 // FastExp (kernels/cpu/fast_math.h) against std::exp in double, over every 97th float of the
 // useful range and the special values.
 #include "kernels/cpu/fast_math.h"
-#include "kernels/cpu/gemm_bf16.h"
 
 #include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 
+#include "core/dtype.h"
 #include "gtest/gtest.h"
 
 namespace rlvr::kernels::internal {
@@ -60,12 +60,12 @@ TEST(FastExpTest, VectorizedLoopMatchesScalar) {
   }
 }
 
-// RoundBf16 (the inline rounding the decode attention uses) equals the conversion the bf16
-// GEMM's reference uses (FloatToBf16Bits), on every 4093rd bit pattern (NaNs, infinities,
-// subnormals and ties included) and on exact ties.
-TEST(RoundBf16Test, MatchesFloatToBf16Bits) {
+// RoundBf16 (the inline rounding the decode attention uses) equals the project's converter
+// (core/dtype.h F32ToBf16, checked bit-exactly against ml_dtypes) on every 4093rd bit pattern
+// (NaNs, infinities, subnormals and ties included) and on exact ties.
+TEST(RoundBf16Test, MatchesCoreF32ToBf16) {
   auto ref = [](float x) {
-    return std::bit_cast<float>(static_cast<uint32_t>(FloatToBf16Bits(x)) << 16);
+    return std::bit_cast<float>(static_cast<uint32_t>(F32ToBf16(x)) << 16);
   };
   int64_t checked = 0;
   for (uint64_t u = 0; u <= 0xFFFFFFFFull; u += 4093) {

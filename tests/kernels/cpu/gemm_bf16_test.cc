@@ -14,6 +14,7 @@
 #include <tuple>
 #include <vector>
 
+#include "core/dtype.h"
 #include "gtest/gtest.h"
 #include "kernels/matmul.h"
 
@@ -21,7 +22,7 @@ namespace rlvr::kernels {
 namespace {
 
 double Bf16(float x) {
-  const uint32_t u = static_cast<uint32_t>(internal::FloatToBf16Bits(x)) << 16;
+  const uint32_t u = static_cast<uint32_t>(F32ToBf16(x)) << 16;
   float f;
   std::memcpy(&f, &u, sizeof(f));
   return f;
