@@ -14,6 +14,15 @@
 
 namespace rlvr::kernels::cuda {
 
+// A CUDA stream as an opaque handle (cudaStream_t), so headers compile without the CUDA
+// toolkit; nullptr is the default (legacy) stream. Kernel entry points taking a Stream are
+// asynchronous: they enqueue and return the launch status; errors raised inside a kernel show
+// at the next Synchronize.
+using Stream = void*;
+
+// Waits for all work on `stream`.
+absl::Status Synchronize(Stream stream = nullptr);
+
 // True if this build has the CUDA backend (whether or not a GPU is present).
 bool BuiltWithCuda();
 // Number of visible devices; 0 (OK) if the build has CUDA but the machine has no GPU.

@@ -2,17 +2,17 @@
 #include <cuda_runtime.h>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/cuda/check.cuh"
 #include "kernels/cuda/cuda.h"
 
 namespace rlvr::kernels::cuda {
 namespace {
-absl::Status FromCuda(cudaError_t err, const char* what) {
-  if (err == cudaSuccess) return absl::OkStatus();
-  std::string msg = absl::StrCat(what, ": ", cudaGetErrorString(err));
-  if (err == cudaErrorMemoryAllocation) return absl::ResourceExhaustedError(msg);
-  return absl::InternalError(msg);
-}
+absl::Status FromCuda(cudaError_t err, absl::string_view what) { return CudaStatus(err, what); }
 }  // namespace
+
+absl::Status Synchronize(Stream stream) {
+  return CudaStatus(cudaStreamSynchronize(AsCudaStream(stream)), "cudaStreamSynchronize");
+}
 
 bool BuiltWithCuda() { return true; }
 
@@ -30,7 +30,7 @@ absl::StatusOr<int> DeviceCount() {
 absl::StatusOr<void*> Malloc(size_t bytes) {
   void* p = nullptr;
   cudaError_t err = cudaMalloc(&p, bytes);
-  if (err != cudaSuccess) return FromCuda(err, absl::StrCat("cudaMalloc(", bytes, ")").c_str());
+  if (err != cudaSuccess) return FromCuda(err, absl::StrCat("cudaMalloc(", bytes, ")"));
   return p;
 }
 

@@ -6,6 +6,7 @@ namespace {
 absl::Status NoCuda() { return absl::UnimplementedError("built without CUDA"); }
 }  // namespace
 
+absl::Status Synchronize(Stream) { return NoCuda(); }
 bool BuiltWithCuda() { return false; }
 absl::StatusOr<int> DeviceCount() { return NoCuda(); }
 absl::StatusOr<void*> Malloc(size_t) { return NoCuda(); }
