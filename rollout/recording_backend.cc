@@ -1,12 +1,5 @@
 #include "rollout/recording_backend.h"
 
-// GCC 12 reports -Wmaybe-uninitialized inside its own AVX-512 headers (intrinsics built on
-// _mm512_undefined_*) wherever they are inlined; the warning is about the header's code.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -15,7 +8,6 @@
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
 #include "kernels/attention.h"
-#include "kernels/cpu/fast_math.h"
 #include "kernels/elementwise.h"
 #include "kernels/matmul.h"
 #include "kernels/rmsnorm.h"
@@ -25,166 +17,6 @@
 
 namespace rlvr::rollout {
 namespace layers = policy::layers;
-namespace {
-
-#if defined(__AVX512F__)
-// One (token, kv head) item of PagedAttention with D = 16 * NV, on AVX-512 registers: a dot
-// product is NV fused multiply-adds and one shuffle-tree reduction, and each query head's
-// output accumulator stays in registers across all cached rows (a generic loop spills both).
-// Sum of the 16 lanes by a shuffle tree (GCC 12's _mm512_reduce_add_ps trips
-// -Wmaybe-uninitialized inside its own header).
-inline float HorizontalSum(__m512 v) {
-  __m512 t = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0xEE));
-  t = _mm512_add_ps(t, _mm512_shuffle_f32x4(t, t, 0x01));
-  __m128 x = _mm512_castps512_ps128(t);
-  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
-  x = _mm_add_ss(x, _mm_movehdup_ps(x));
-  return _mm_cvtss_f32(x);
-}
-
-template <int NV>
-void AttendItemAvx512(const float* qh, int64_t G, int64_t len,
-                      const kernels::KvCacheView<float>& cache,
-                      int64_t koff, int64_t row, float scale, bool bf16, float* w, float* o) {
-  const int64_t bs = cache.block_size;
-  for (int64_t g = 0; g < G; ++g) {
-    __m512 qv[NV];
-    for (int i = 0; i < NV; ++i) qv[i] = _mm512_loadu_ps(qh + g * 16 * NV + 16 * i);
-    float* wg = w + g * len;
-    float m = -std::numeric_limits<float>::infinity();
-    for (int64_t blk = 0, s0 = 0; s0 < len; ++blk, s0 += bs) {
-      const int64_t rows = std::min(bs, len - s0);
-      const float* kb = cache.k_blocks[blk] + koff;
-      for (int64_t r = 0; r < rows; ++r) {
-        const float* kr = kb + r * row;
-        __m512 acc = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kr));
-        for (int i = 1; i < NV; ++i) {
-          acc = _mm512_fmadd_ps(qv[i], _mm512_loadu_ps(kr + 16 * i), acc);
-        }
-        const float sc = HorizontalSum(acc) * scale;
-        wg[s0 + r] = sc;
-        m = std::max(m, sc);
-      }
-    }
-    float sum = 0;
-    for (int64_t s = 0; s < len; ++s) {
-      wg[s] = kernels::internal::FastExp(wg[s] - m);
-      sum += wg[s];
-    }
-    const float inv = 1.0f / sum;
-    __m512 ov[NV];
-    for (int i = 0; i < NV; ++i) ov[i] = _mm512_setzero_ps();
-    for (int64_t blk = 0, s0 = 0; s0 < len; ++blk, s0 += bs) {
-      const int64_t rows = std::min(bs, len - s0);
-      const float* vb = cache.v_blocks[blk] + koff;
-      for (int64_t r = 0; r < rows; ++r) {
-        float p = wg[s0 + r] * inv;
-        if (bf16) p = kernels::internal::RoundBf16(p);
-        const __m512 ws = _mm512_set1_ps(p);
-        const float* vr = vb + r * row;
-        for (int i = 0; i < NV; ++i) {
-          ov[i] = _mm512_fmadd_ps(ws, _mm512_loadu_ps(vr + 16 * i), ov[i]);
-        }
-      }
-    }
-    for (int i = 0; i < NV; ++i) _mm512_storeu_ps(o + g * 16 * NV + 16 * i, ov[i]);
-  }
-}
-#endif
-
-// The same for any D (portable loops).
-void AttendItemGeneric(const float* qh, int64_t G, int64_t D, int64_t len,
-                       const kernels::KvCacheView<float>& cache, int64_t koff, int64_t row,
-                       float scale, bool bf16, float* w, float* o) {
-  const int64_t bs = cache.block_size;
-  for (int64_t g = 0; g < G; ++g) {
-    const float* qv = qh + g * D;
-    float* wg = w + g * len;
-    float m = -std::numeric_limits<float>::infinity();
-    for (int64_t blk = 0, s0 = 0; s0 < len; ++blk, s0 += bs) {
-      const int64_t rows = std::min(bs, len - s0);
-      const float* kb = cache.k_blocks[blk] + koff;
-      for (int64_t r = 0; r < rows; ++r) {
-        const float* kr = kb + r * row;
-        float acc = 0;
-        for (int64_t d = 0; d < D; ++d) acc += qv[d] * kr[d];
-        wg[s0 + r] = acc * scale;
-        m = std::max(m, wg[s0 + r]);
-      }
-    }
-    float sum = 0;
-    for (int64_t s = 0; s < len; ++s) {
-      wg[s] = kernels::internal::FastExp(wg[s] - m);
-      sum += wg[s];
-    }
-    const float inv = 1.0f / sum;
-    float* og = o + g * D;
-    std::fill(og, og + D, 0.0f);
-    for (int64_t blk = 0, s0 = 0; s0 < len; ++blk, s0 += bs) {
-      const int64_t rows = std::min(bs, len - s0);
-      const float* vb = cache.v_blocks[blk] + koff;
-      for (int64_t r = 0; r < rows; ++r) {
-        float ws = wg[s0 + r] * inv;
-        if (bf16) ws = kernels::internal::RoundBf16(ws);
-        const float* vr = vb + r * row;
-        for (int64_t d = 0; d < D; ++d) og[d] += ws * vr[d];
-      }
-    }
-  }
-}
-
-// Decode attention over paged caches: query rows q [B*Tn, H, D] at positions[B*Tn] attend to
-// positions 0..p of their sequence's cache (already written). One work item is a (token, kv
-// head) pair and handles the H / Hkv query heads that share the kv head; the cache is walked
-// block by block (no division per row). out [B*Tn, H, D].
-void PagedAttention(const float* q, const int32_t* positions, int64_t B, int64_t Tn, int64_t H,
-                    int64_t Hkv, int64_t D, float scale,
-                    std::span<const kernels::KvCacheView<float>> caches, float* out) {
-  const int64_t G = H / Hkv, row = Hkv * D, items = B * Tn * Hkv;
-  int64_t work = 0;
-  for (int64_t i = 0; i < B * Tn; ++i) work += (positions[i] + 1) * H * D;
-  // Under bf16 products: round what the GEMM-based full forward rounds (queries here,
-  // probabilities in the items; KvCacheWrite stores rounded keys and values).
-  const bool bf16 = kernels::MatmulInBf16();
-#pragma omp parallel if (items > 1 && work >= (int64_t{1} << 16))
-  {
-    std::vector<float> w, q_round;
-#pragma omp for schedule(dynamic, 2)
-    for (int64_t i = 0; i < items; ++i) {
-      const int64_t bt = i / Hkv, kh = i % Hkv, b = bt / Tn;
-      const int64_t len = positions[bt] + 1;
-      const float* qh = q + (bt * H + kh * G) * D;
-      if (bf16) {
-        q_round.assign(qh, qh + G * D);
-        kernels::RoundToBf16(q_round.data(), G * D);
-        qh = q_round.data();
-      }
-      float* o = out + (bt * H + kh * G) * D;
-      w.resize(static_cast<size_t>(G * len));
-#if defined(__AVX512F__)
-      switch (D) {
-        case 16:
-          AttendItemAvx512<1>(qh, G, len, caches[b], kh * D, row, scale, bf16, w.data(), o);
-          continue;
-        case 32:
-          AttendItemAvx512<2>(qh, G, len, caches[b], kh * D, row, scale, bf16, w.data(), o);
-          continue;
-        case 64:
-          AttendItemAvx512<4>(qh, G, len, caches[b], kh * D, row, scale, bf16, w.data(), o);
-          continue;
-        case 128:
-          AttendItemAvx512<8>(qh, G, len, caches[b], kh * D, row, scale, bf16, w.data(), o);
-          continue;
-        default:
-          break;
-      }
-#endif
-      AttendItemGeneric(qh, G, D, len, caches[b], kh * D, row, scale, bf16, w.data(), o);
-    }
-  }
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<RecordingBackend>> RecordingBackend::Create(
     policy::CausalLM<float>* model) {
@@ -309,7 +141,7 @@ absl::Status RecordingBackend::Attention(const Layer& li, const int32_t* positio
     kernels::AttentionForward<float>(q, k, v, 1, Tn, H, Hkv, D, scale, o,
                                      layers::Resize(&lse_, H * Tn));
   } else {
-    PagedAttention(q, positions, B, Tn, H, Hkv, D, static_cast<float>(scale), caches, o);
+    kernels::AttentionCachedForward<float>(q, positions, B, Tn, H, Hkv, D, scale, caches, o);
   }
   kernels::LinearForward<float>(o, W(li.wo), nullptr, N, H * D, C, y_.data());
   return absl::OkStatus();

@@ -3,9 +3,9 @@
 //
 // It computes what CausalLM::Decode computes (the same kernels and layer functions on the same
 // parameters, looked up by their transformers names), except for attention: a whole prompt
-// from position 0 uses the full forward's GEMM-based causal kernel, and decode steps use a paged
-// kernel of its own (PagedAttention in the .cc: blockwise, one pass per kv head for its query
-// group). Logits agree with Decode and with the full forward within float rounding
+// from position 0 uses the full forward's GEMM-based causal kernel, and decode steps the paged
+// kernel CausalLM::Decode uses too (kernels::AttentionCachedForward: cascade attention over the
+// blocks forked samples share, kernels/cpu/decode_attention.h). Logits agree with Decode and with the full forward within float rounding
 // (tests/rollout/router_replay_test.cc, engine_test.cc). It was written when CausalLM::Decode
 // kept only the last MoE layer's routing; Decode now keeps every layer's, and
 // CausalLmBackend(model, /*record_experts=*/true) records the same experts (the trainer uses

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "kernels/cpu/decode_attention.h"
 #include "kernels/cpu/fast_math.h"
 #include "kernels/matmul.h"
 
@@ -209,6 +210,14 @@ void AttentionCachedForward(const T* q, const int32_t* positions, int64_t B, int
                             std::span<const KvCacheView<T>> caches, T* out) {
   RLVR_CHECK(static_cast<int64_t>(caches.size()) == B, "AttentionCachedForward: ",
              caches.size(), " caches for batch ", B);
+  RLVR_CHECK(Hkv > 0 && H % Hkv == 0, "AttentionCachedForward: ", H, " heads, ", Hkv,
+             " kv heads");
+  if constexpr (std::is_same_v<T, float>) {
+    // Cascade attention over shared blocks, AVX-512 tiles (kernels/cpu/decode_attention.h).
+    internal::DecodeAttentionF32(q, positions, B, Tn, H, Hkv, D, static_cast<float>(scale),
+                                 caches, out);
+    return;
+  }
   const int64_t group = H / Hkv;
   const int64_t row = Hkv * D;
   const T sc = static_cast<T>(scale);

@@ -8,6 +8,8 @@
 #include <memory>
 #include <vector>
 
+#include "kernels/cpu/avx512.h"
+
 // GCC 12's unpack intrinsics start from _mm512_undefined_epi32(), which -Wmaybe-uninitialized
 // reports as a use of an uninitialized value (a known false positive, GCC bug 105593).
 #if defined(__GNUC__) && !defined(__clang__)
@@ -36,32 +38,6 @@ struct View {
 RLVR_BF16_TARGET inline __m512i CvtPairs(__m512 lo, __m512 hi) {
   // 32 bf16: lo's 16 in the low half, hi's in the high half (round to nearest even).
   return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
-}
-
-// 16 x 16 transpose of 32-bit lanes, in place.
-RLVR_BF16_TARGET inline void Transpose16(__m512i r[16]) {
-  __m512i t[16], u[16];
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 4; ++i) {
-    u[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
-    u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
-    u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
-    u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
-  }
-  // u[4i + j], 128-bit lane L, holds column 4L + j of rows 4i .. 4i+3.
-  for (int j = 0; j < 4; ++j) {
-    const __m512i ab_lo = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x44);
-    const __m512i ab_hi = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xEE);
-    const __m512i cd_lo = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x44);
-    const __m512i cd_hi = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xEE);
-    r[0 + j] = _mm512_shuffle_i32x4(ab_lo, cd_lo, 0x88);
-    r[4 + j] = _mm512_shuffle_i32x4(ab_lo, cd_lo, 0xDD);
-    r[8 + j] = _mm512_shuffle_i32x4(ab_hi, cd_hi, 0x88);
-    r[12 + j] = _mm512_shuffle_i32x4(ab_hi, cd_hi, 0xDD);
-  }
 }
 
 inline __mmask16 Mask(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u); }
