@@ -339,7 +339,7 @@ absl::StatusOr<std::vector<Completion>> Engine::Generate(
     }
     std::vector<TokenSample> sampled(static_cast<size_t>(B));
     row_status.assign(static_cast<size_t>(B), absl::OkStatus());
-#pragma omp parallel for schedule(dynamic, 4) if (B >= 2 && B * V >= (1 << 17))
+#pragma omp parallel for schedule(dynamic, 4) if (B >= 2 && B * V >= (1 << 16))
     for (int64_t b = 0; b < B; ++b) {
       Running& r = running[b];
       const GenerationRequest& req = requests[r.out.request];

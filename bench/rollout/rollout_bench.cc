@@ -3,7 +3,7 @@
 //
 //   rollout_bench --arch qwen3_moe --preset small --model-out DIR [--batches 1,16,64,256]
 //                 [--prompt-len 16] [--new-tokens 64] [--prefill-len 512] [--prefill-prompts 4]
-//                 [--group 8] [--backend recording|decode]
+//                 [--group 8] [--group-reps 10] [--backend recording|decode]
 //
 // Writes the model to DIR (HF layout, for the PyTorch peer in torch_peer.py), a greedy
 // reference DIR/greedy.json (the peer checks it generates the same tokens), and prints one JSON
@@ -66,6 +66,7 @@ int main(int argc, char** argv) {
   std::string backend_name = "recording";
   std::string dtype = "float32";  // or bfloat16: bf16 matrix products (MatmulPrecision::kBf16)
   int64_t prompt_len = 16, new_tokens = 64, prefill_len = 512, prefill_prompts = 4, group = 8;
+  int64_t group_reps = 10;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     int64_t n = 0;
@@ -81,6 +82,7 @@ int main(int argc, char** argv) {
     else if (k == "--prefill-len" && num) prefill_len = n;
     else if (k == "--prefill-prompts" && num) prefill_prompts = n;
     else if (k == "--group" && num) group = n;
+    else if (k == "--group-reps" && num && n > 0) group_reps = n;
     else {
       std::fprintf(stderr, "rollout_bench: bad argument %s %s\n", k.c_str(), v.c_str());
       return 2;
@@ -137,7 +139,7 @@ int main(int argc, char** argv) {
   }
 
   // Decode: B prompts, one sample each, new_tokens tokens each (no EOS), temperature 1.
-  for (absl::string_view b : absl::StrSplit(batches, ',')) {
+  for (absl::string_view b : absl::StrSplit(batches, ',', absl::SkipEmpty())) {
     int64_t B = 0;
     if (!absl::SimpleAtoi(b, &B) || B < 1) {
       std::fprintf(stderr, "rollout_bench: bad batch size %s\n", std::string(b).c_str());
@@ -193,8 +195,8 @@ int main(int argc, char** argv) {
   }
 
   // Group: G completions of one prefill_len-token prompt, 8 new tokens each, against a single
-  // completion (its prefill plus 8 decode steps). Best of 10 each (a tiny preset's case takes
-  // milliseconds).
+  // completion (its prefill plus 8 decode steps). Best of --group-reps (10) each (a tiny
+  // preset's case takes milliseconds).
   {
     GenerationRequest r;
     r.prompt = RandomIds(rng, prefill_len, V);
@@ -206,7 +208,7 @@ int main(int argc, char** argv) {
     int64_t group_prompt_tokens = 0;
     // Engine time split of the best single and group runs: prefill, decode model calls, sampling.
     double one_split[3] = {0, 0, 0}, group_split[3] = {0, 0, 0};
-    for (int rep = 0; rep < 10; ++rep) {
+    for (int64_t rep = 0; rep < group_reps; ++rep) {
       r.num_samples = 1;
       double t0 = Now();
       auto one = (*e)->Generate(std::span<const GenerationRequest>(&r, 1));

@@ -22,7 +22,7 @@ namespace {
 
 constexpr int64_t kLanes = 16;  // keys per score tile (one zmm of scores)
 // Multiply-adds below which a parallel region costs more than it saves.
-constexpr int64_t kParallelWork = int64_t{1} << 19;
+constexpr int64_t kParallelWork = int64_t{1} << 18;
 
 int64_t RoundUp(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
@@ -167,13 +167,68 @@ void ScoreQueries(const float* Q, const float* k, int64_t row, int64_t rows, flo
   }
 }
 
+// ScoreQueries' arithmetic with the tile of keys transposed first (kt[d * 16 + r] = K[r][d]):
+// lane j of key r's dot product becomes a whole register over the 16 keys, so the tree is 15
+// adds instead of 45 shuffles and adds. The transpose (64 shuffles per 16 dims) is paid once per
+// tile for all queries, which pays when there are many (a group's samples).
+template <int NV, int QN>
+void ScoreQueriesTransposed(const float* Q, const float* kt, float scale, __mmask16 mask,
+                            float* w, int64_t W) {
+  constexpr int64_t D = 16 * NV;
+  __m512 u[QN][8];
+  for (int j = 0; j < 8; ++j) {
+    for (int qn = 0; qn < QN; ++qn) {
+      const float* qv = Q + qn * D;
+      __m512 lo = _mm512_mul_ps(_mm512_set1_ps(qv[j]), _mm512_loadu_ps(kt + j * kLanes));
+      __m512 hi = _mm512_mul_ps(_mm512_set1_ps(qv[j + 8]), _mm512_loadu_ps(kt + (j + 8) * kLanes));
+      for (int i = 1; i < NV; ++i) {
+        const int64_t d = 16 * i + j;
+        lo = _mm512_fmadd_ps(_mm512_set1_ps(qv[d]), _mm512_loadu_ps(kt + d * kLanes), lo);
+        hi = _mm512_fmadd_ps(_mm512_set1_ps(qv[d + 8]), _mm512_loadu_ps(kt + (d + 8) * kLanes),
+                             hi);
+      }
+      u[qn][j] = _mm512_add_ps(lo, hi);
+    }
+  }
+  const __m512 sc = _mm512_set1_ps(scale);
+  for (int qn = 0; qn < QN; ++qn) {
+    __m512 wv[4];
+    for (int i = 0; i < 4; ++i) wv[i] = _mm512_add_ps(u[qn][i], u[qn][i + 4]);
+    const __m512 z0 = _mm512_add_ps(wv[0], wv[2]), z1 = _mm512_add_ps(wv[1], wv[3]);
+    _mm512_mask_storeu_ps(w + qn * W, mask, _mm512_mul_ps(_mm512_add_ps(z0, z1), sc));
+  }
+}
+
+// The tile transposed into kt (rows >= `rows` zero).
+template <int NV>
+void TransposeTile(const float* k, int64_t row, int64_t rows, float* kt) {
+  for (int64_t d0 = 0; d0 < 16 * NV; d0 += kLanes) {
+    __m512i r[16];
+    for (int64_t i = 0; i < 16; ++i) {
+      r[i] = i < rows ? _mm512_loadu_si512(k + i * row + d0) : _mm512_setzero_si512();
+    }
+    Transpose16(r);
+    for (int64_t i = 0; i < 16; ++i) _mm512_storeu_si512(kt + (d0 + i) * kLanes, r[i]);
+  }
+}
+
 template <int NV>
 void ScoreTileAvx512(const float* Q, int64_t nq, const float* k, int64_t row, int64_t rows,
-                     float scale, float* w, int64_t W) {
+                     float scale, float* w, int64_t W, float* kt) {
   constexpr int64_t D = 16 * NV;
+  int64_t qn = 0;
+  if (nq > 4 * NV) {
+    // Enough queries to pay for the transpose (bit-identical results either way).
+    TransposeTile<NV>(k, row, rows, kt);
+    const __mmask16 mask = Mask16(rows);
+    for (; qn + 2 <= nq; qn += 2) {
+      ScoreQueriesTransposed<NV, 2>(Q + qn * D, kt, scale, mask, w + qn * W, W);
+    }
+    if (qn < nq) ScoreQueriesTransposed<NV, 1>(Q + qn * D, kt, scale, mask, w + qn * W, W);
+    return;
+  }
   // Two queries share each key load where their registers allow it.
   constexpr int QB = NV <= 2 ? 2 : 1;
-  int64_t qn = 0;
   for (; qn + QB <= nq; qn += QB) {
     ScoreQueries<NV, QB>(Q + qn * D, k, row, rows, scale, w + qn * W, W);
   }
@@ -240,7 +295,7 @@ void AccumulateAvx512(const float* P, int64_t W, const int64_t* len, int64_t nq,
 // w[qn * W + s], tile by tile (a tile never crosses a block).
 void Scores(const float* Q, int64_t nq, int64_t D, const KvCacheView<float>& cache,
             int64_t koff, int64_t row, int64_t s_begin, int64_t s_end, float scale, float* w,
-            int64_t W) {
+            int64_t W, float* kt) {
   const int64_t bs = cache.block_size;
   for (int64_t s = s_begin; s < s_end;) {
     const int64_t r0 = s % bs, rows = std::min({kLanes, bs - r0, s_end - s});
@@ -248,13 +303,14 @@ void Scores(const float* Q, int64_t nq, int64_t D, const KvCacheView<float>& cac
     s += rows;
 #if defined(__AVX512F__)
     switch (D) {
-      case 16: ScoreTileAvx512<1>(Q, nq, k, row, rows, scale, w + s - rows, W); continue;
-      case 32: ScoreTileAvx512<2>(Q, nq, k, row, rows, scale, w + s - rows, W); continue;
-      case 64: ScoreTileAvx512<4>(Q, nq, k, row, rows, scale, w + s - rows, W); continue;
-      case 128: ScoreTileAvx512<8>(Q, nq, k, row, rows, scale, w + s - rows, W); continue;
+      case 16: ScoreTileAvx512<1>(Q, nq, k, row, rows, scale, w + s - rows, W, kt); continue;
+      case 32: ScoreTileAvx512<2>(Q, nq, k, row, rows, scale, w + s - rows, W, kt); continue;
+      case 64: ScoreTileAvx512<4>(Q, nq, k, row, rows, scale, w + s - rows, W, kt); continue;
+      case 128: ScoreTileAvx512<8>(Q, nq, k, row, rows, scale, w + s - rows, W, kt); continue;
       default: break;
     }
 #endif
+    (void)kt;
     ScoreTileGeneric(Q, nq, D, k, row, rows, scale, w + s - rows, W);
   }
 }
@@ -278,7 +334,15 @@ void Accumulate(const float* P, int64_t W, const int64_t* len, int64_t nq, int64
 // 16 fixed lanes, so it does not depend on where w lies in memory.
 void Softmax(float* w, int64_t len, bool bf16) {
   float m = -std::numeric_limits<float>::infinity();
-  for (int64_t s = 0; s < len; ++s) m = w[s] > m ? w[s] : m;
+#if defined(__AVX512F__)
+  __m512 mv = _mm512_set1_ps(m);
+  for (int64_t s0 = 0; s0 < len; s0 += kLanes) {
+    mv = _mm512_max_ps(mv, _mm512_mask_loadu_ps(mv, Mask16(len - s0), w + s0));
+  }
+  m = _mm512_reduce_max_ps(mv);
+#else
+  for (int64_t s = 0; s < len; ++s) m = std::max(m, w[s]);
+#endif
   float part[kLanes] = {};
   for (int64_t s0 = 0; s0 < len; s0 += kLanes) {
     float* ws = w + s0;
@@ -302,7 +366,7 @@ void Softmax(float* w, int64_t len, bool bf16) {
 }
 
 struct Scratch {
-  std::vector<float> q, w, o;
+  std::vector<float> q, w, o, kt;
   std::vector<int64_t> len;
 };
 
@@ -318,6 +382,7 @@ void RunUnit(const Group& g, int64_t kh, const float* q, const int32_t* position
   sc->len.resize(static_cast<size_t>(nq));
   sc->w.resize(static_cast<size_t>(nq * W));
   sc->o.assign(static_cast<size_t>(nq * D), 0.0f);
+  sc->kt.resize(static_cast<size_t>(RoundUp(D, kLanes) * kLanes));
   // Query rows ordered (sequence, token, head of the group).
   for (size_t i = 0; i < g.seqs.size(); ++i) {
     for (int64_t t = 0; t < Tn; ++t) {
@@ -332,7 +397,8 @@ void RunUnit(const Group& g, int64_t kh, const float* q, const int32_t* position
   if (bf16) RoundToBf16(sc->q.data(), nq * D);
   // Scores: the shared blocks for every query of the group, then each sequence's own.
   const KvCacheView<float>& lead = caches[g.seqs[0]];
-  Scores(sc->q.data(), nq, D, lead, koff, row, 0, g.shared_end, scale, sc->w.data(), W);
+  Scores(sc->q.data(), nq, D, lead, koff, row, 0, g.shared_end, scale, sc->w.data(), W,
+         sc->kt.data());
   auto seq_end = [&](size_t i) {
     int64_t e = 0;
     for (int64_t j = 0; j < per_seq; ++j) e = std::max(e, sc->len[i * per_seq + j]);
@@ -341,7 +407,7 @@ void RunUnit(const Group& g, int64_t kh, const float* q, const int32_t* position
   for (size_t i = 0; i < g.seqs.size(); ++i) {
     const int64_t q0 = static_cast<int64_t>(i) * per_seq;
     Scores(sc->q.data() + q0 * D, per_seq, D, caches[g.seqs[i]], koff, row, g.shared_end,
-           seq_end(i), scale, sc->w.data() + q0 * W, W);
+           seq_end(i), scale, sc->w.data() + q0 * W, W, sc->kt.data());
   }
   for (int64_t qi = 0; qi < nq; ++qi) Softmax(sc->w.data() + qi * W, sc->len[qi], bf16);
   // Probabilities times values, in the same two parts.

@@ -232,25 +232,35 @@ void GemmBf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
       const int64_t m_tiles = (M + kTile - 1) / kTile, n_tiles = (nc + tile_n - 1) / tile_n;
       const View bj{b.p + jc * b.sw, b.sw, b.sk};
       uint32_t* bk = packed_b != nullptr ? packed_b->data + packed_b->Offset(jc, kc) : bp;
-#pragma omp parallel if (parallel)
+      // One unit of work: the panels of column tile tn and row tile tm.
+      auto tile = [&](int64_t t) {
+        const int64_t tm = t / n_tiles, tn = t % n_tiles;
+        const int64_t j_end = std::min(nc, (tn + 1) * tile_n);
+        const int64_t i_end = std::min(M, (tm + 1) * kTile);
+        for (int64_t j = tn * tile_n; j < j_end; j += kPanel) {
+          for (int64_t i = tm * kTile; i < i_end; i += kPanel) {
+            Tile(kp, ap + (i / kPanel) * kp * kPanel, bk + (j / kPanel) * kp * kPanel,
+                 C + i * ldc + jc + j, ldc, std::min(kPanel, M - i), std::min(kPanel, nc - j),
+                 alpha, beta, first);
+          }
+        }
+      };
+      if (!parallel) {
+        // No OpenMP construct at all: a team of one still costs a fork, a barrier and, nested
+        // in another region, futex calls (small products, e.g. a MoE expert's, are many).
+        // (PackAll would split by the enclosing team's threads: pack every panel here.)
+        if (packed_b == nullptr) PackPanels(bj, 0, n_panels, nc, kc, kn, bk);
+        PackPanels(a, 0, m_panels, M, kc, kn, ap);
+        for (int64_t t = 0; t < m_tiles * n_tiles; ++t) tile(t);
+        continue;
+      }
+#pragma omp parallel
       {
         if (packed_b == nullptr) PackAll(bj, n_panels, nc, kc, kn, bk);
         PackAll(a, m_panels, M, kc, kn, ap);
 #pragma omp barrier
-#pragma omp for collapse(2) schedule(static)
-        for (int64_t tm = 0; tm < m_tiles; ++tm) {
-          for (int64_t tn = 0; tn < n_tiles; ++tn) {
-            const int64_t j_end = std::min(nc, (tn + 1) * tile_n);
-            const int64_t i_end = std::min(M, (tm + 1) * kTile);
-            for (int64_t j = tn * tile_n; j < j_end; j += kPanel) {
-              for (int64_t i = tm * kTile; i < i_end; i += kPanel) {
-                Tile(kp, ap + (i / kPanel) * kp * kPanel, bk + (j / kPanel) * kp * kPanel,
-                     C + i * ldc + jc + j, ldc, std::min(kPanel, M - i), std::min(kPanel, nc - j),
-                     alpha, beta, first);
-              }
-            }
-          }
-        }
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < m_tiles * n_tiles; ++t) tile(t);
       }
     }
   }
