@@ -6,6 +6,7 @@
 #include <numeric>
 #include <vector>
 
+#include "core/status.h"
 #include "kernels/cpu/avx512.h"
 #include "kernels/cpu/fast_math.h"
 #include "kernels/matmul.h"
@@ -434,6 +435,11 @@ void RunUnit(const Group& g, int64_t kh, const float* q, const int32_t* position
 void DecodeAttentionF32(const float* q, const int32_t* positions, int64_t B, int64_t Tn,
                         int64_t H, int64_t Hkv, int64_t D, float scale,
                         std::span<const KvCacheView<float>> caches, float* out) {
+  for (int64_t i = 0; i < B * Tn; ++i) {
+    RLVR_CHECK(positions[i] >= 0 && positions[i] < caches[i / Tn].capacity(),
+               "AttentionCachedForward: position ", positions[i], " of query ", i,
+               " outside the cache's capacity ", caches[i / Tn].capacity());
+  }
   const std::vector<Group> groups = FindGroups(positions, B, Tn, caches);
   const int64_t units = static_cast<int64_t>(groups.size()) * Hkv;
   int64_t work = 0;
