@@ -16,7 +16,8 @@
 //
 // Shapes (tensor.h letters; bf16 tensors are uint16_t bit patterns on the device):
 //   q [B, T, H, D]   k, v [B, T, Hkv, D]   out [B, T, H, D]   lse [B, H, T] fp32 (both dtypes)
-// H % Hkv == 0 (query head h reads kv head h / (H / Hkv)). D must be 64 or 128.
+// H % Hkv == 0 (query head h reads kv head h / (H / Hkv)). D must be 16, 32, 64 or 128 (16 and
+// 32 for small test models: in the flash kernels lane i owns dimensions i + 32c, idle past D).
 //
 // Conventions (kernels/cuda/cuda.h): all pointers are device pointers; every call is
 // asynchronous on `stream` and returns the launch status (errors inside a kernel show at the

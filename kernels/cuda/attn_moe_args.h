@@ -60,7 +60,7 @@ absl::Status Bad(const char* fn, const Parts&... parts) {
   return absl::InvalidArgumentError(absl::StrCat(fn, ": ", parts...));
 }
 
-// Sizes and heads of an attention call; D must be 64 or 128.
+// Sizes and heads of an attention call; D must be 16, 32, 64 or 128.
 inline absl::Status CheckAttentionShape(const char* fn, int64_t B, int64_t Tn, int64_t H,
                                         int64_t Hkv, int64_t D) {
   if (B < 0 || Tn < 0 || H < 0 || Hkv < 0) {
@@ -70,7 +70,9 @@ inline absl::Status CheckAttentionShape(const char* fn, int64_t B, int64_t Tn, i
   if (Hkv > 0 && H % Hkv != 0) {
     return Bad(fn, "H=", H, " is not a multiple of Hkv=", Hkv);
   }
-  if (D != 64 && D != 128) return Bad(fn, "head dim D=", D, " unsupported (64 or 128)");
+  if (D != 16 && D != 32 && D != 64 && D != 128) {
+    return Bad(fn, "head dim D=", D, " unsupported (16, 32, 64 or 128)");
+  }
   if (B > kMaxGridYZ || H > kMaxGridYZ) return Bad(fn, "B=", B, " or H=", H, " above 65535");
   if (Tn > (int64_t{1} << 30)) return Bad(fn, "T=", Tn, " too large");
   return absl::OkStatus();

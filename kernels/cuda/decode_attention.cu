@@ -234,12 +234,21 @@ absl::Status Decode(const char* fn, const T* q, const int32_t* positions, int64_
   const T* k = reinterpret_cast<const T*>(cache.k);
   const T* v = reinterpret_cast<const T*>(cache.v);
   const float sc = static_cast<float>(scale);
-  if (D == 64) {
-    return LaunchDecode<T, 64>(q, positions, B, Tn, H, Hkv, sc, k, v, Args(cache), out,
-                               workspace, AsCudaStream(stream));
+  cudaStream_t st = AsCudaStream(stream);
+  switch (D) {
+    case 16:
+      return LaunchDecode<T, 16>(q, positions, B, Tn, H, Hkv, sc, k, v, Args(cache), out,
+                                 workspace, st);
+    case 32:
+      return LaunchDecode<T, 32>(q, positions, B, Tn, H, Hkv, sc, k, v, Args(cache), out,
+                                 workspace, st);
+    case 64:
+      return LaunchDecode<T, 64>(q, positions, B, Tn, H, Hkv, sc, k, v, Args(cache), out,
+                                 workspace, st);
+    default:
+      return LaunchDecode<T, 128>(q, positions, B, Tn, H, Hkv, sc, k, v, Args(cache), out,
+                                  workspace, st);
   }
-  return LaunchDecode<T, 128>(q, positions, B, Tn, H, Hkv, sc, k, v, Args(cache), out, workspace,
-                              AsCudaStream(stream));
 }
 
 const __nv_bfloat16* Bf(const uint16_t* p) { return reinterpret_cast<const __nv_bfloat16*>(p); }

@@ -41,6 +41,12 @@ constexpr int kKvWarps = 8;        // warps per block of the dk/dv kernel
 constexpr int kKeysPerWarp = kKeys / kKvWarps;
 constexpr int kQTile = 32;         // query rows per tile of the dk/dv kernel (one per lane)
 
+// Lane `lane` owns output dimension lane + 32 c (D = 16: only lanes 0..15 own one).
+template <int D>
+__device__ __forceinline__ bool Owns(int lane, int c) {
+  return D % 32 == 0 || lane + 32 * c < D;
+}
+
 __device__ __forceinline__ int SegLo(const int32_t* seg, int t) { return seg ? seg[t] : 0; }
 
 template <int D>
@@ -62,7 +68,7 @@ __global__ void __launch_bounds__(kRowWarps * 32)
     FlashForwardKernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                        int Tn, int H, int Hkv, float scale, T* __restrict__ out,
                        float* __restrict__ lse, const int32_t* __restrict__ seg_start) {
-  constexpr int kDl = D / 32;
+  constexpr int kDl = (D + 31) / 32;  // output dimensions per lane (D = 16: lanes 16..31 idle)
   extern __shared__ float smem[];
   float* sq = smem;                  // [kRows][D]
   float* sk = sq + kRows * D;        // [kKeys][D + 1]: lane j reads row j, padded
@@ -131,7 +137,9 @@ __global__ void __launch_bounds__(kRowWarps * 32)
         const float pj = __shfl_sync(kFullMask, p, j);
         const float* vr = sv + j * D + lane;
 #pragma unroll
-        for (int c = 0; c < kDl; ++c) acc[r][c] = fmaf(pj, vr[32 * c], acc[r][c]);
+        for (int c = 0; c < kDl; ++c) {
+          if (Owns<D>(lane, c)) acc[r][c] = fmaf(pj, vr[32 * c], acc[r][c]);
+        }
       }
       m[r] = m_new;
     }
@@ -143,7 +151,9 @@ __global__ void __launch_bounds__(kRowWarps * 32)
     const float inv = 1.f / l[r];  // l >= 1: the row's maximum contributes exp(0)
     T* o = out + (static_cast<int64_t>(b) * Tn + t) * ldq + static_cast<int64_t>(h) * D + lane;
 #pragma unroll
-    for (int c = 0; c < kDl; ++c) o[32 * c] = FromF<T>(acc[r][c] * inv);
+    for (int c = 0; c < kDl; ++c) {
+      if (Owns<D>(lane, c)) o[32 * c] = FromF<T>(acc[r][c] * inv);
+    }
     if (lane == 0) lse[(static_cast<int64_t>(b) * H + h) * Tn + t] = m[r] + logf(l[r]);
   }
 }
@@ -177,7 +187,7 @@ __global__ void __launch_bounds__(kRowWarps * 32)
                   const T* __restrict__ v, const float* __restrict__ lse,
                   const float* __restrict__ di, int Tn, int H, int Hkv, float scale,
                   T* __restrict__ dq, const int32_t* __restrict__ seg_start) {
-  constexpr int kDl = D / 32;
+  constexpr int kDl = (D + 31) / 32;
   extern __shared__ float smem[];
   float* sq = smem;                   // [kRows][D]
   float* sdo = sq + kRows * D;        // [kRows][D]
@@ -249,7 +259,9 @@ __global__ void __launch_bounds__(kRowWarps * 32)
         const float dsj = __shfl_sync(kFullMask, ds, j);
         const float* kj = sk + j * (D + 1) + lane;
 #pragma unroll
-        for (int c = 0; c < kDl; ++c) acc[r][c] = fmaf(dsj, kj[32 * c], acc[r][c]);
+        for (int c = 0; c < kDl; ++c) {
+          if (Owns<D>(lane, c)) acc[r][c] = fmaf(dsj, kj[32 * c], acc[r][c]);
+        }
       }
     }
   }
@@ -259,7 +271,9 @@ __global__ void __launch_bounds__(kRowWarps * 32)
     if (t >= Tn) continue;
     T* o = dq + qoff + static_cast<int64_t>(t) * ldq + lane;
 #pragma unroll
-    for (int c = 0; c < kDl; ++c) o[32 * c] = FromF<T>(ToF(o[32 * c]) + scale * acc[r][c]);
+    for (int c = 0; c < kDl; ++c) {
+      if (Owns<D>(lane, c)) o[32 * c] = FromF<T>(ToF(o[32 * c]) + scale * acc[r][c]);
+    }
   }
 }
 
@@ -270,7 +284,7 @@ __global__ void __launch_bounds__(kKvWarps * 32)
                    const T* __restrict__ v, const float* __restrict__ lse,
                    const float* __restrict__ di, int Tn, int H, int Hkv, float scale,
                    T* __restrict__ dk, T* __restrict__ dv, const int32_t* __restrict__ seg_start) {
-  constexpr int kDl = D / 32;
+  constexpr int kDl = (D + 31) / 32;
   extern __shared__ float smem[];
   float* sq = smem;                       // [kQTile][D + 1]: lane i reads row i
   float* sdo = sq + kQTile * (D + 1);     // [kQTile][D + 1]
@@ -347,6 +361,7 @@ __global__ void __launch_bounds__(kKvWarps * 32)
           const float* doi = sdo + i * (D + 1) + lane;
 #pragma unroll
           for (int c = 0; c < kDl; ++c) {
+            if (!Owns<D>(lane, c)) continue;
             dv_acc[kk][c] = fmaf(pi, doi[32 * c], dv_acc[kk][c]);
             dk_acc[kk][c] = fmaf(dsi, qi[32 * c], dk_acc[kk][c]);
           }
@@ -361,6 +376,7 @@ __global__ void __launch_bounds__(kKvWarps * 32)
     const int64_t off = koff + static_cast<int64_t>(s) * ldk + lane;
 #pragma unroll
     for (int c = 0; c < kDl; ++c) {
+      if (!Owns<D>(lane, c)) continue;
       dk[off + 32 * c] = FromF<T>(ToF(dk[off + 32 * c]) + scale * dk_acc[kk][c]);
       dv[off + 32 * c] = FromF<T>(ToF(dv[off + 32 * c]) + dv_acc[kk][c]);
     }
@@ -423,9 +439,13 @@ absl::Status Forward(const char* fn, const T* q, const T* k, const T* v, int64_t
   if (B == 0 || Tn == 0 || H == 0) return absl::OkStatus();
   if (!q || !k || !v || !out || !lse) return internal::Bad(fn, "null q, k, v, out or lse");
   const float sc = static_cast<float>(scale);
-  if (D == 64) return LaunchForward<T, 64>(q, k, v, B, Tn, H, Hkv, sc, out, lse, seg,
-                                           AsCudaStream(stream));
-  return LaunchForward<T, 128>(q, k, v, B, Tn, H, Hkv, sc, out, lse, seg, AsCudaStream(stream));
+  cudaStream_t st = AsCudaStream(stream);
+  switch (D) {
+    case 16: return LaunchForward<T, 16>(q, k, v, B, Tn, H, Hkv, sc, out, lse, seg, st);
+    case 32: return LaunchForward<T, 32>(q, k, v, B, Tn, H, Hkv, sc, out, lse, seg, st);
+    case 64: return LaunchForward<T, 64>(q, k, v, B, Tn, H, Hkv, sc, out, lse, seg, st);
+    default: return LaunchForward<T, 128>(q, k, v, B, Tn, H, Hkv, sc, out, lse, seg, st);
+  }
 }
 
 template <typename T>
@@ -444,12 +464,21 @@ absl::Status Backward(const char* fn, const T* dout, const T* q, const T* k, con
   }
   float* di = static_cast<float*>(workspace);
   const float sc = static_cast<float>(scale);
-  if (D == 64) {
-    return LaunchBackward<T, 64>(dout, q, k, v, out, lse, B, Tn, H, Hkv, sc, dq, dk, dv, di, seg,
-                                 AsCudaStream(stream));
+  cudaStream_t st = AsCudaStream(stream);
+  switch (D) {
+    case 16:
+      return LaunchBackward<T, 16>(dout, q, k, v, out, lse, B, Tn, H, Hkv, sc, dq, dk, dv, di,
+                                   seg, st);
+    case 32:
+      return LaunchBackward<T, 32>(dout, q, k, v, out, lse, B, Tn, H, Hkv, sc, dq, dk, dv, di,
+                                   seg, st);
+    case 64:
+      return LaunchBackward<T, 64>(dout, q, k, v, out, lse, B, Tn, H, Hkv, sc, dq, dk, dv, di,
+                                   seg, st);
+    default:
+      return LaunchBackward<T, 128>(dout, q, k, v, out, lse, B, Tn, H, Hkv, sc, dq, dk, dv, di,
+                                    seg, st);
   }
-  return LaunchBackward<T, 128>(dout, q, k, v, out, lse, B, Tn, H, Hkv, sc, dq, dk, dv, di, seg,
-                                AsCudaStream(stream));
 }
 
 const __nv_bfloat16* Bf(const uint16_t* p) { return reinterpret_cast<const __nv_bfloat16*>(p); }

@@ -1,5 +1,5 @@
 // CUDA attention kernels (kernels/cuda/attention.h) against the CPU ones (kernels/attention.h):
-// the flash forward and backward on ragged lengths, GQA 1 and 4, D 64 and 128 and packed
+// the flash forward and backward on ragged lengths, GQA 1 and 4, D 16, 32, 64 and 128 and packed
 // segments; the paged KV write and decode attention against KvCacheWrite /
 // AttentionCachedForward on a host copy of the same pool. Outputs are poisoned before each run.
 // bf16 runs compare with the CPU kernel run in float on the bf16-rounded inputs.
@@ -88,6 +88,9 @@ struct AttnCase {
 const AttnCase kCases[] = {
     {1, 1, 4, 4, 64, false},   {2, 37, 4, 1, 128, false}, {2, 130, 8, 2, 64, false},
     {1, 130, 4, 4, 128, true}, {3, 37, 8, 2, 128, true},  {2, 130, 4, 1, 64, true},
+    // The small head dims of the tiny/small presets (lanes past D idle in the flash kernels).
+    {2, 37, 4, 1, 16, false},  {1, 130, 4, 2, 32, true},  {2, 45, 8, 2, 32, false},
+    {1, 70, 4, 4, 16, true},
 };
 
 class AttentionCuda : public ::testing::TestWithParam<AttnCase> {
@@ -221,6 +224,7 @@ const DecodeCase kDecodeCases[] = {
     {{1, 37, 130}, 1, 4, 4, 64, 16},  {{130, 5}, 1, 8, 2, 128, 16},
     {{37, 64, 9}, 3, 4, 1, 64, 8},    {{1000, 1, 37}, 1, 4, 1, 128, 16},
     {{2049}, 1, 2, 2, 64, 32},
+    {{37, 64, 9}, 1, 4, 2, 16, 16},   {{130, 5}, 3, 8, 2, 32, 8},
 };
 
 class DecodeCuda : public ::testing::TestWithParam<DecodeCase> {

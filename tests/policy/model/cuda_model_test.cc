@@ -1,0 +1,422 @@
+// CudaCausalLm (policy/model/cuda_model.h) against the CPU CausalLM<float>:
+//   * full-forward logits on random models of every architecture the kernels support (qwen3_moe,
+//     qwen3, qwen2, llama; the tiny and small presets, whose head dims are 16 and 32, plus
+//     head_dim 64 / 128 configs, biases on q/k/v/o, a shared expert, mixed dense and MoE layers
+//     and a padded vocabulary);
+//   * decode logits after Prefill (two sequences of different lengths decoded in one batch,
+//     blocks of 8 positions so block boundaries are crossed) against the full forward of the
+//     same positions, on the GPU and on the CPU;
+//   * greedy tokens (16 new tokens) against the CPU's greedy decode;
+//   * bad input: unsupported configs, empty ids, ids >= vocab, positions past the pool, an
+//     exhausted pool. The host-side checks run without a GPU; in a build without CUDA, Create
+//     returns Unimplemented.
+// The CPU runs with SetMatmulPrecision(kBf16) (products of bf16-rounded operands, fp32
+// accumulation, as the GPU's GEMMs), and every weight of the random models is put on the bf16
+// grid first, so both sides use the same weights (the GPU stores matrices as bf16) even on a CPU
+// without AVX512-BF16, where kBf16 runs float32 products.
+//
+// Tolerance: max |gpu - cpu| / max |cpu| <= 2e-2 over the compared logits. The two sides round
+// the same GEMM operands to bf16, but the GPU also rounds q, k, v and the attention output (the
+// CPU's bf16 attention rounds q, k, v and the probabilities instead), and in MoE layers the
+// experts' gate|up outputs, their down outputs and the combined output (bf16 kernels), and it
+// sums in other orders. Each bf16 rounding is a relative 2^-9 (0.2%) perturbation of one
+// tensor; a handful of them per layer over 2-4 layers move logits by a few 1e-3 of their scale,
+// so 2e-2 leaves a margin of several times, while a wrong head mapping, a missing bias, a
+// wrong norm weight or a misrouted expert changes the logits by O(1) of their scale.
+#include "policy/model/cuda_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "core/dtype.h"
+#include "gtest/gtest.h"
+#include "kernels/attention.h"
+#include "kernels/cuda/cuda.h"
+#include "kernels/matmul.h"
+#include "policy/model/config.h"
+#include "policy/model/model.h"
+#include "tests/kernels/cuda/cuda_test_util.h"
+
+namespace rlvr::policy {
+namespace {
+
+constexpr double kTol = 2e-2;
+
+ModelConfig MustPreset(const std::string& arch, const std::string& preset) {
+  auto c = Preset(arch, preset);
+  EXPECT_TRUE(c.ok()) << c.status();
+  return *c;
+}
+
+struct ModelCase {
+  std::string name;
+  ModelConfig config;
+  bool greedy = true;       // also compare 16 greedy tokens with the CPU
+  int64_t active_vocab = 0;  // 0: vocab_size
+};
+
+std::vector<ModelCase> Cases() {
+  std::vector<ModelCase> cases;
+  for (const char* arch : {"qwen3_moe", "qwen3", "qwen2", "llama"}) {
+    for (const char* preset : {"tiny", "small"}) {
+      cases.push_back({std::string(arch) + "_" + preset, MustPreset(arch, preset)});
+    }
+  }
+  // head_dim 64 with GQA 2, a shared expert and a dense first layer, a padded vocabulary.
+  ModelConfig moe64 = MustPreset("qwen3_moe", "tiny");
+  moe64.hidden_size = 256;
+  moe64.num_attention_heads = 4;
+  moe64.num_key_value_heads = 2;
+  moe64.head_dim = 64;
+  moe64.intermediate_size = 384;
+  moe64.moe_intermediate_size = 96;
+  moe64.n_shared_experts = 1;
+  moe64.mlp_only_layers = {0};
+  moe64.vocab_size = 2000;
+  cases.push_back({"qwen3_moe_d64_shared", moe64, true, 1990});
+  // head_dim 128 with GQA 4, q/k/v and o_proj biases, untied LM head.
+  ModelConfig llama128 = MustPreset("llama", "tiny");
+  llama128.hidden_size = 256;
+  llama128.num_attention_heads = 4;
+  llama128.num_key_value_heads = 1;
+  llama128.head_dim = 128;
+  llama128.intermediate_size = 320;
+  llama128.attention_bias = true;
+  llama128.attention_out_bias = true;
+  llama128.tie_word_embeddings = false;
+  cases.push_back({"llama_d128_bias", llama128});
+  for (ModelCase& c : cases) EXPECT_TRUE(c.config.Validate().ok()) << c.name;
+  return cases;
+}
+
+// A random model whose every weight is on the bf16 grid. Norm weights are 1 + N(0, 0.1) and
+// biases N(0, 0.02) (not HF's 1 and 0), so that a norm weight or bias the GPU ignored or
+// misplaced shows in the logits.
+std::unique_ptr<CausalLM<float>> RandomModel(const ModelCase& mc, uint64_t seed) {
+  auto m = CausalLM<float>::Create(mc.config);
+  EXPECT_TRUE(m.ok()) << m.status();
+  CausalLM<float>& model = **m;
+  model.InitRandom(seed, 0.02);
+  std::mt19937_64 rng(seed + 1);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  for (const ParamInfo& p : model.params()) {
+    float* d = model.data(p);
+    const bool norm = absl::EndsWith(p.name, "norm.weight");
+    const bool bias = absl::EndsWith(p.name, ".bias");
+    for (int64_t i = 0; i < p.numel; ++i) {
+      if (norm) d[i] = 1.f + 0.1f * normal(rng);
+      if (bias) d[i] = 0.02f * normal(rng);
+      d[i] = Bf16ToF32(F32ToBf16(d[i]));
+    }
+  }
+  if (mc.active_vocab > 0) {
+    EXPECT_TRUE(model.set_active_vocab(mc.active_vocab).ok());
+  }
+  return std::move(*m);
+}
+
+std::vector<int32_t> RandomIds(int64_t n, int64_t vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(vocab - 1));
+  std::vector<int32_t> out(static_cast<size_t>(n));
+  for (int32_t& x : out) x = id(rng);
+  return out;
+}
+
+// max |got - ref| / max |ref| over the finite entries of ref; got must be -inf where ref is
+// (masked vocabulary) and finite elsewhere (a NaN or an unwritten entry gives +inf).
+double RelErr(const float* got, const float* ref, int64_t n) {
+  double err = 0, scale = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (std::isinf(ref[i])) {
+      if (got[i] != ref[i]) return INFINITY;
+      continue;
+    }
+    if (!std::isfinite(got[i])) return INFINITY;
+    err = std::max(err, std::abs(static_cast<double>(got[i]) - ref[i]));
+    scale = std::max(scale, std::abs(static_cast<double>(ref[i])));
+  }
+  return scale > 0 ? err / scale : err;
+}
+
+int32_t FirstArgmax(const float* row, int64_t n) {
+  return static_cast<int32_t>(std::max_element(row, row + n) - row);
+}
+
+class CudaModelTest : public ::testing::TestWithParam<ModelCase> {
+ protected:
+  void SetUp() override { kernels::SetMatmulPrecision(kernels::MatmulPrecision::kBf16); }
+  void TearDown() override { kernels::SetMatmulPrecision(kernels::MatmulPrecision::kHighest); }
+};
+
+TEST_P(CudaModelTest, ForwardMatchesCpu) {
+  RLVR_SKIP_WITHOUT_GPU();
+  const ModelCase& mc = GetParam();
+  auto cpu = RandomModel(mc, 11);
+  const int64_t B = 2, T = 37, V = mc.config.vocab_size;
+  const std::vector<int32_t> ids = RandomIds(B * T, V, 12);
+  ASSERT_TRUE(cpu->Forward(ids.data(), B, T).ok());
+  std::vector<float> ref(static_cast<size_t>(B * T * V));
+  ASSERT_TRUE(cpu->Logits(ref.data()).ok());
+  auto gpu = CudaCausalLm::Create(*cpu);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  std::vector<float> got(ref.size(), std::numeric_limits<float>::quiet_NaN());
+  ASSERT_TRUE((*gpu)->Forward(ids.data(), B, T, got.data()).ok());
+  EXPECT_LE(RelErr(got.data(), ref.data(), B * T * V), kTol);
+}
+
+TEST_P(CudaModelTest, DecodeMatchesForward) {
+  RLVR_SKIP_WITHOUT_GPU();
+  const ModelCase& mc = GetParam();
+  auto cpu = RandomModel(mc, 21);
+  const int64_t V = mc.config.vocab_size, steps = 6;
+  const int64_t prompt[2] = {20, 5};
+  std::vector<int32_t> seq[2] = {RandomIds(prompt[0] + steps, V, 22),
+                                 RandomIds(prompt[1] + steps, V, 23)};
+  CudaKvOptions kv;
+  kv.num_blocks = 16;
+  kv.block_size = 8;
+  kv.max_seqs = 3;
+  kv.max_blocks_per_seq = 4;
+  auto made = CudaCausalLm::Create(*cpu, kv);
+  ASSERT_TRUE(made.ok()) << made.status();
+  CudaCausalLm& gpu = **made;
+  // Reference rows: the full forward of each whole sequence, on the GPU and on the CPU.
+  std::vector<float> fwd[2], cref[2];
+  for (int s = 0; s < 2; ++s) {
+    const int64_t n = static_cast<int64_t>(seq[s].size());
+    fwd[s].assign(static_cast<size_t>(n * V), std::numeric_limits<float>::quiet_NaN());
+    ASSERT_TRUE(gpu.Forward(seq[s].data(), 1, n, fwd[s].data()).ok());
+    cref[s].resize(static_cast<size_t>(n * V));
+    ASSERT_TRUE(cpu->Forward(seq[s].data(), 1, n).ok());
+    ASSERT_TRUE(cpu->Logits(cref[s].data()).ok());
+  }
+  double err_gpu = 0, err_cpu = 0;
+  std::vector<float> last(static_cast<size_t>(2 * V));
+  for (int s = 0; s < 2; ++s) {
+    std::fill(last.begin(), last.end(), std::numeric_limits<float>::quiet_NaN());
+    ASSERT_TRUE(gpu.Prefill(s, seq[s].data(), prompt[s], last.data()).ok());
+    const int64_t row = prompt[s] - 1;
+    err_gpu = std::max(err_gpu, RelErr(last.data(), fwd[s].data() + row * V, V));
+    err_cpu = std::max(err_cpu, RelErr(last.data(), cref[s].data() + row * V, V));
+    EXPECT_EQ(gpu.kv().length(s), prompt[s]);
+  }
+  const int64_t slots[2] = {0, 1};
+  for (int64_t i = 0; i < steps; ++i) {
+    const int32_t ids[2] = {seq[0][prompt[0] + i], seq[1][prompt[1] + i]};
+    std::fill(last.begin(), last.end(), std::numeric_limits<float>::quiet_NaN());
+    ASSERT_TRUE(gpu.DecodeStep(slots, ids, 2, last.data()).ok());
+    for (int s = 0; s < 2; ++s) {
+      const int64_t row = prompt[s] + i;
+      err_gpu = std::max(err_gpu, RelErr(last.data() + s * V, fwd[s].data() + row * V, V));
+      err_cpu = std::max(err_cpu, RelErr(last.data() + s * V, cref[s].data() + row * V, V));
+    }
+  }
+  EXPECT_LE(err_gpu, kTol) << "decode vs the GPU's full forward";
+  EXPECT_LE(err_cpu, kTol) << "decode vs the CPU's full forward";
+  EXPECT_EQ(gpu.kv().length(0), prompt[0] + steps);
+  EXPECT_EQ(gpu.kv().length(1), prompt[1] + steps);
+}
+
+TEST_P(CudaModelTest, GreedyMatchesCpu) {
+  RLVR_SKIP_WITHOUT_GPU();
+  const ModelCase& mc = GetParam();
+  if (!mc.greedy) GTEST_SKIP() << "greedy comparison only on the small configs";
+  auto cpu = RandomModel(mc, 31);
+  const int64_t V = mc.config.vocab_size, max_new = 16;
+  const std::vector<int32_t> prompt = RandomIds(8, mc.active_vocab > 0 ? mc.active_vocab : V, 32);
+  const int64_t n = static_cast<int64_t>(prompt.size());
+  // CPU greedy decode (kBf16), keeping each step's logits.
+  KvCache<float> cache(mc.config, 1, n + max_new);
+  std::vector<int32_t> positions(static_cast<size_t>(n));
+  for (int64_t t = 0; t < n; ++t) positions[t] = static_cast<int32_t>(t);
+  std::vector<std::vector<float>> cpu_logits;
+  std::vector<int32_t> cpu_tokens;
+  std::vector<float> logits(static_cast<size_t>(V));
+  ASSERT_TRUE(cpu->Decode(prompt.data(), positions.data(), 1, n, cache.views(), logits.data()).ok());
+  for (int64_t i = 0; i < max_new; ++i) {
+    cpu_logits.push_back(logits);
+    const int32_t tok = FirstArgmax(logits.data(), V);
+    cpu_tokens.push_back(tok);
+    if (i + 1 == max_new) break;
+    const int32_t pos = static_cast<int32_t>(n + i);
+    ASSERT_TRUE(cpu->Decode(&tok, &pos, 1, 1, cache.views(), logits.data()).ok());
+  }
+  auto gpu = CudaCausalLm::Create(*cpu);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  auto tokens = (*gpu)->GreedyGenerate(prompt, max_new);
+  ASSERT_TRUE(tokens.ok()) << tokens.status();
+  ASSERT_EQ(tokens->size(), cpu_tokens.size());
+  for (size_t i = 0; i < cpu_tokens.size(); ++i) {
+    if ((*tokens)[i] == cpu_tokens[i]) continue;
+    // Only a near-tie of the CPU's own logits may differ (then the continuations diverge, and
+    // nothing after it is compared): the chosen token's logit within 1e-3 of the row's scale.
+    const std::vector<float>& row = cpu_logits[i];
+    float scale = 0;
+    for (float x : row) {
+      if (std::isfinite(x)) scale = std::max(scale, std::abs(x));
+    }
+    const float gap = row[cpu_tokens[i]] - row[(*tokens)[i]];
+    EXPECT_LE(gap, 1e-3f * scale) << "greedy token " << i << ": GPU " << (*tokens)[i]
+                                  << ", CPU " << cpu_tokens[i] << " (not a near-tie)";
+    std::cerr << "note: greedy diverged at token " << i << " on a near-tie (gap " << gap
+              << ", scale " << scale << ")\n";
+    break;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Archs, CudaModelTest, ::testing::ValuesIn(Cases()),
+                         [](const ::testing::TestParamInfo<ModelCase>& info) {
+                           return info.param.name;
+                         });
+
+// ---------------------------------------------------------------------------------------------
+// Bad input. Host-side checks: every build, with or without a GPU.
+
+TEST(CudaModelArgs, UnsupportedConfigsNameTheFeature) {
+  for (const char* preset : {"tiny", "small"}) {
+    for (const char* arch : {"qwen3_moe", "qwen3", "qwen2", "llama"}) {
+      EXPECT_TRUE(CudaCausalLm::CheckSupported(MustPreset(arch, preset)).ok()) << arch;
+    }
+    absl::Status st = CudaCausalLm::CheckSupported(MustPreset("dots1", preset));
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_TRUE(absl::StrContains(st.message(), "scoring_func sigmoid")) << st;
+  }
+  ModelConfig c = MustPreset("qwen3", "tiny");
+  c.head_dim = 48;
+  absl::Status st = CudaCausalLm::CheckSupported(c);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(st.message(), "head_dim 48")) << st;
+  c = MustPreset("qwen3_moe", "tiny");
+  c.n_group = 2;
+  c.topk_group = 1;
+  st = CudaCausalLm::CheckSupported(c);
+  EXPECT_TRUE(absl::StrContains(st.message(), "group-limited routing")) << st;
+  // Create reports the config before looking for a device.
+  auto model = CausalLM<float>::Create(MustPreset("dots1", "tiny"));
+  ASSERT_TRUE(model.ok());
+  auto made = CudaCausalLm::Create(**model);
+  EXPECT_EQ(made.status().code(), absl::StatusCode::kInvalidArgument);
+  // And bad pool sizes.
+  auto dense = CausalLM<float>::Create(MustPreset("qwen3", "tiny"));
+  ASSERT_TRUE(dense.ok());
+  CudaKvOptions kv;
+  kv.block_size = 0;
+  made = CudaCausalLm::Create(**dense, kv);
+  EXPECT_EQ(made.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(made.status().message(), "block_size")) << made.status();
+}
+
+TEST(CudaModelArgs, IdsAreChecked) {
+  const ModelConfig c = MustPreset("qwen3", "tiny");
+  const std::vector<int32_t> ok = {0, 5, static_cast<int32_t>(c.vocab_size - 1)};
+  EXPECT_TRUE(CudaCausalLm::CheckIds(c, ok.data(), 3, "Forward").ok());
+  absl::Status st = CudaCausalLm::CheckIds(c, ok.data(), 0, "Forward");
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(st.message(), "Forward: empty ids")) << st;
+  const std::vector<int32_t> big = {1, static_cast<int32_t>(c.vocab_size)};
+  st = CudaCausalLm::CheckIds(c, big.data(), 2, "Prefill");
+  EXPECT_TRUE(absl::StrContains(st.message(), "Prefill: ids[1] = 1024 is outside [0, vocab_size"))
+      << st;
+  const std::vector<int32_t> neg = {-3};
+  st = CudaCausalLm::CheckIds(c, neg.data(), 1, "DecodeStep");
+  EXPECT_TRUE(absl::StrContains(st.message(), "ids[0] = -3")) << st;
+}
+
+TEST(CudaModelArgs, BlockTableBookkeeping) {
+  KvBlockTable t(/*num_blocks=*/5, /*block_size=*/4, /*max_seqs=*/2, /*max_blocks_per_seq=*/3);
+  EXPECT_EQ(t.capacity(), 12);
+  const int64_t s0[1] = {0}, s1[1] = {1};
+  const int64_t len9[1] = {9}, len13[1] = {13}, len8[1] = {8};
+  ASSERT_TRUE(t.Reserve(s0, len9).ok());
+  EXPECT_EQ(t.blocks(0).size(), 3u);
+  EXPECT_EQ(t.free_blocks(), 2);
+  absl::Status st = t.Reserve(s1, len13);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(st.message(), "position 12 of sequence 1 is past the KV pool"))
+      << st;
+  st = t.Reserve(s1, len9);  // 3 blocks, 2 free
+  EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted) << st;
+  EXPECT_EQ(t.free_blocks(), 2);  // all or nothing
+  ASSERT_TRUE(t.Reserve(s1, len8).ok());
+  const int64_t both[2] = {0, 0}, lens[2] = {1, 1};
+  st = t.Reserve(both, lens);
+  EXPECT_TRUE(absl::StrContains(st.message(), "appears twice")) << st;
+  const int64_t bad[1] = {2};
+  st = t.Reserve(bad, len8);
+  EXPECT_TRUE(absl::StrContains(st.message(), "sequence slot 2 is outside")) << st;
+  // Distinct blocks across sequences.
+  std::vector<int32_t> all(t.blocks(0));
+  all.insert(all.end(), t.blocks(1).begin(), t.blocks(1).end());
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(std::unique(all.begin(), all.end()), all.end());
+  t.Release(0);
+  EXPECT_EQ(t.free_blocks(), 3);
+  EXPECT_EQ(t.length(0), 0);
+  std::vector<int32_t> row;
+  t.AppendTableRow(1, &row);
+  EXPECT_EQ(row.size(), 3u);
+  EXPECT_EQ(row[2], 0);  // padding
+}
+
+TEST(CudaModelArgs, CreateWithoutGpu) {
+  if (kernels::cuda::testing::HaveGpu()) GTEST_SKIP() << "a GPU is present";
+  auto model = CausalLM<float>::Create(MustPreset("qwen3", "tiny"));
+  ASSERT_TRUE(model.ok());
+  auto made = CudaCausalLm::Create(**model);
+  EXPECT_EQ(made.status().code(), kernels::cuda::BuiltWithCuda()
+                                      ? absl::StatusCode::kFailedPrecondition
+                                      : absl::StatusCode::kUnimplemented)
+      << made.status();
+}
+
+// The same errors from the methods of a live model (needs a GPU).
+TEST(CudaModelArgs, MethodsRejectBadInput) {
+  RLVR_SKIP_WITHOUT_GPU();
+  auto model = CausalLM<float>::Create(MustPreset("qwen3", "tiny"));
+  ASSERT_TRUE(model.ok());
+  (*model)->InitRandom(1);
+  CudaKvOptions kv;
+  kv.num_blocks = 3;
+  kv.block_size = 4;
+  kv.max_seqs = 2;
+  kv.max_blocks_per_seq = 2;  // capacity 8 positions
+  auto made = CudaCausalLm::Create(**model, kv);
+  ASSERT_TRUE(made.ok()) << made.status();
+  CudaCausalLm& gpu = **made;
+  const int64_t V = gpu.config().vocab_size;
+  std::vector<float> logits(static_cast<size_t>(16 * V));
+  const std::vector<int32_t> ids = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+  EXPECT_EQ(gpu.Forward(ids.data(), 0, 4, logits.data()).code(),
+            absl::StatusCode::kInvalidArgument);
+  const std::vector<int32_t> big = {1, static_cast<int32_t>(V)};
+  absl::Status st = gpu.Forward(big.data(), 1, 2, logits.data());
+  EXPECT_TRUE(absl::StrContains(st.message(), "ids[1]")) << st;
+  st = gpu.Prefill(0, ids.data(), 0);
+  EXPECT_TRUE(absl::StrContains(st.message(), "empty ids")) << st;
+  st = gpu.Prefill(0, ids.data(), 9);
+  EXPECT_TRUE(absl::StrContains(st.message(), "past the KV pool")) << st;
+  ASSERT_TRUE(gpu.Prefill(0, ids.data(), 8).ok());  // fills slot 0 (2 blocks)
+  const int64_t s0 = 0, s1 = 1;
+  const int32_t tok = 3;
+  st = gpu.DecodeStep(&s0, &tok, 1, logits.data());
+  EXPECT_TRUE(absl::StrContains(st.message(), "position 8 of sequence 0 is past the KV pool"))
+      << st;
+  ASSERT_TRUE(gpu.Prefill(1, ids.data(), 4).ok());  // the third block
+  st = gpu.DecodeStep(&s1, &tok, 1, logits.data());  // position 4 needs a fourth block
+  EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted) << st;
+  gpu.ReleaseSequence(0);
+  EXPECT_TRUE(gpu.DecodeStep(&s1, &tok, 1, logits.data()).ok());
+  const int32_t bad_tok = static_cast<int32_t>(V);
+  st = gpu.DecodeStep(&s1, &bad_tok, 1, logits.data());
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+}
+
+}  // namespace
+}  // namespace rlvr::policy
