@@ -4,6 +4,7 @@
 //               [--template raw|r1-zero|chat] [--enable-thinking true|false]
 //               [--prompt-key KEY] [--allow-extra-fields]
 //               [--max-batch B] [--max-tokens-in-flight N] [--block-size S]
+//               [--dtype float32|bfloat16] [--device cpu|cuda]
 //
 // Input: one JSON object per line with `prompt` (text, or chat messages
 // [{"role", "content"}, ...]) or `prompt_tokens` (ids), and optionally `id` (copied to the
@@ -20,6 +21,12 @@
 //    "prompt_experts": [...] ([prompt tokens, moe layers, K]), "id": ..., extra fields...}
 // `rlvr logprobs --in` this file re-scores the same ids (prompt_tokens, completion_tokens).
 // A progress bar with tokens/s is drawn on a terminal; a summary line goes to stderr.
+//
+// --device cuda: the model runs on the GPU (policy::CudaCausalLm, bf16) and tokens are sampled
+// on the host by the same Sampler with the same seeds (rollout/cuda_generate.h, which lists
+// what differs from the CPU engine: no prefix sharing across the n samples, no "experts" /
+// "prompt_experts" fields). Greedy tokens match `--device cpu --dtype bfloat16` up to
+// near-ties. A missing backend or GPU fails before the model is read (cli/device.h).
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
@@ -31,6 +38,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cli/commands.h"
+#include "cli/device.h"
 #include "core/jsonl.h"
 #include "core/progress.h"
 #include "core/status.h"
@@ -40,6 +48,7 @@
 #include "policy/model/model.h"
 #include "policy/text/chat_template.h"
 #include "policy/text/tokenizer.h"
+#include "rollout/cuda_generate.h"
 #include "rollout/engine.h"
 #include "rollout/prompt.h"
 #include "rollout/recording_backend.h"
@@ -53,6 +62,7 @@ using json = nlohmann::json;
 struct GenerateFlags {
   std::string model_dir, in_path, out_path;
   std::string dtype = "float32";
+  std::string device = "cpu";
   int64_t n = 1;
   uint64_t seed = 0;
   rollout::SamplingParams sampling;
@@ -165,18 +175,27 @@ absl::Status Run(const GenerateFlags& f) {
     requests[i].stop = stop;
     requests[i].seed = lines[i].seed;
   }
-  // The recording backend also keeps every MoE layer's expert choices (router replay).
-  RLVR_ASSIGN_OR_RETURN(std::unique_ptr<rollout::RecordingBackend> backend,
-                        rollout::RecordingBackend::Create(&model));
   rollout::TokenBytesFn bytes = [&tok](int32_t id) { return tok->TokenBytes(id); };
-  RLVR_ASSIGN_OR_RETURN(std::unique_ptr<rollout::Engine> engine,
-                        rollout::Engine::Create(backend.get(), f.engine, bytes));
+  // CPU: the engine over a recording backend, which also keeps every MoE layer's expert
+  // choices (router replay). GPU: CudaGenerator (no router replay).
+  std::unique_ptr<rollout::RecordingBackend> backend;
+  std::unique_ptr<rollout::Engine> engine;
+  std::unique_ptr<rollout::CudaGenerator> gpu;
+  if (f.device == "cuda") {
+    RLVR_ASSIGN_OR_RETURN(gpu, rollout::CudaGenerator::Create(model, f.engine, bytes),
+                          "--device cuda");
+  } else {
+    RLVR_ASSIGN_OR_RETURN(backend, rollout::RecordingBackend::Create(&model));
+    RLVR_ASSIGN_OR_RETURN(engine, rollout::Engine::Create(backend.get(), f.engine, bytes));
+  }
   // Counted in generated tokens (the rate is the throughput); total unknown in advance.
   ProgressBar bar(0, "generate", {.unit = "tok"});
   const auto start = std::chrono::steady_clock::now();
-  absl::StatusOr<std::vector<rollout::Completion>> out = engine->Generate(
-      requests,
-      [&bar](const rollout::Completion& c) { bar.Add(static_cast<int64_t>(c.tokens.size())); });
+  auto on_done = [&bar](const rollout::Completion& c) {
+    bar.Add(static_cast<int64_t>(c.tokens.size()));
+  };
+  absl::StatusOr<std::vector<rollout::Completion>> out =
+      gpu != nullptr ? gpu->Generate(requests, on_done) : engine->Generate(requests, on_done);
   bar.Finish();
   if (!out.ok()) {
     // Request indices are line indices: name the file.
@@ -212,7 +231,7 @@ absl::Status Run(const GenerateFlags& f) {
     RLVR_RETURN_IF_ERROR(writer->Write(o), f.out_path);
   }
   RLVR_RETURN_IF_ERROR(writer->Close(), f.out_path);
-  const rollout::EngineStats& s = engine->stats();
+  const rollout::EngineStats& s = gpu != nullptr ? gpu->stats() : engine->stats();
   std::fprintf(stderr,
                "rlvr generate: %lld prompts x %lld samples, %lld prompt tokens, %lld generated "
                "tokens in %.2fs (%.0f tok/s)%s -> %s\n",
@@ -269,7 +288,11 @@ int GenerateMain(const Args& args) {
         ->check(CLI::PositiveNumber);
     app.add_option("--dtype", f.dtype,
                    "float32, or bfloat16: bf16 matrix products from packed bf16 weights (logprobs "
-                   "then match `rlvr logprobs --dtype bfloat16` to bf16 rounding, not 1e-5)");
+                   "then match `rlvr logprobs --dtype bfloat16` to bf16 rounding, not 1e-5); "
+                   "--device cpu only");
+    app.add_option("--device", f.device,
+                   "cpu, or cuda: the model on the GPU in bf16, sampling on the host with the "
+                   "same seeds (no prefix sharing, no router replay; see docs/cuda.md)");
     std::vector<std::string> argv(args.rbegin(), args.rend() - 1);
     try {
       app.parse(argv);
@@ -283,6 +306,18 @@ int GenerateMain(const Args& args) {
     absl::Status s = kernels::SetMatmulPrecision(f.dtype);
     if (!s.ok()) {
       std::fprintf(stderr, "rlvr generate: --dtype: %s\n", s.ToString().c_str());
+      return 2;
+    }
+    s = CheckDeviceFlag(f.device);
+    if (!s.ok()) {
+      std::fprintf(stderr, "rlvr generate: %s\n", s.ToString().c_str());
+      return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+    }
+    if (f.device == "cuda" && app.count("--dtype") > 0 && f.dtype != "bfloat16") {
+      std::fprintf(stderr,
+                   "rlvr generate: --dtype %s: not available with --device cuda (the GPU "
+                   "computes in bf16; use --dtype bfloat16 or leave it out)\n",
+                   f.dtype.c_str());
       return 2;
     }
     s = Run(f);

@@ -1,4 +1,5 @@
 // rlvr logprobs --model DIR --in FILE.jsonl --out FILE.jsonl [--batch-tokens N]
+//               [--dtype float32|bfloat16] [--device cpu|cuda]
 //
 // For every input line {"prompt": str | "prompt_tokens": [ids], "completion": str |
 // "completion_tokens": [ids], ...}, writes the line back with, per completion token, its
@@ -8,8 +9,17 @@
 // The prompt is encoded with the tokenizer's special tokens (e.g. Llama-3's BOS), the
 // completion without. Lines are batched by length (up to --batch-tokens padded tokens per
 // forward); the output keeps the input order.
+//
+// --device cuda: each batch runs policy::CudaCausalLm::Forward (bf16 weights, fp32 residual
+// stream; see docs/cuda.md), whose fp32 logits come back to the host and are scored there by
+// the same kernels::LogSoftmaxStats as CausalLM::TokenLogProbs on the CPU. The values then
+// agree with `--device cpu --dtype bfloat16` to bf16 rounding. Since the full logits [B*T, V]
+// come back, a GPU batch holds at most 2^28 / V padded tokens (1 GiB of logits) besides
+// --batch-tokens; a longer single line still runs alone. A missing backend or GPU fails before
+// the model is read (cli/device.h).
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <memory>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -19,11 +29,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
+#include "cli/device.h"
 #include "core/jsonl.h"
 #include "core/status.h"
 #include "kernels/matmul.h"
+#include "kernels/softmax.h"
 #include "nlohmann/json.hpp"
 #include "policy/model/checkpoint.h"
+#include "policy/model/cuda_model.h"
 #include "policy/model/model.h"
 #include "policy/text/tokenizer.h"
 
@@ -53,8 +66,23 @@ absl::StatusOr<std::vector<int32_t>> ReadIds(const json& j, const std::string& w
   return out;
 }
 
+// What CausalLM::TokenLogProbs does after its LM head, over host logits [R, V]: the chosen
+// token's logprob (0 where target < 0) and the entropy at temperature 1 over the first
+// `active` ids.
+void ScoreLogits(const float* logits, const int32_t* targets, int64_t R, int64_t V, int64_t active,
+                 float* logprob, float* entropy) {
+  std::vector<int32_t> t(targets, targets + R);
+  for (int32_t& x : t) x = std::max(x, 0);
+  std::vector<float> lse(static_cast<size_t>(R));
+  kernels::LogSoftmaxStats<float>(logits, t.data(), R, V, active, 1.0, lse.data(), logprob,
+                                  entropy);
+  for (int64_t n = 0; n < R; ++n) {
+    if (targets[n] < 0) logprob[n] = 0;
+  }
+}
+
 absl::Status Run(const std::string& model_dir, const std::string& in_path,
-                 const std::string& out_path, int64_t batch_tokens) {
+                 const std::string& out_path, int64_t batch_tokens, const std::string& device) {
   RLVR_ASSIGN_OR_RETURN(policy::LoadedModel<float> loaded, policy::LoadModel<float>(model_dir));
   policy::CausalLM<float>& model = *loaded.model;
   const int64_t V = model.config().vocab_size;
@@ -65,6 +93,15 @@ absl::Status Run(const std::string& model_dir, const std::string& in_path,
     if (tok->vocab_size() < V) RLVR_RETURN_IF_ERROR(model.set_active_vocab(tok->vocab_size()));
   }
   const int64_t active = model.active_vocab();
+  std::unique_ptr<policy::CudaCausalLm> gpu;
+  if (device == "cuda") {
+    // Forward needs no KV cache: the smallest pool.
+    policy::CudaKvOptions kv;
+    kv.num_blocks = 1;
+    kv.max_blocks_per_seq = 1;
+    RLVR_ASSIGN_OR_RETURN(gpu, policy::CudaCausalLm::Create(model, kv), "--device cuda");
+    batch_tokens = std::min(batch_tokens, std::max<int64_t>(1, (int64_t{1} << 28) / V));
+  }
 
   RLVR_ASSIGN_OR_RETURN(std::unique_ptr<JsonlReader> reader, JsonlReader::Open(in_path));
   std::vector<Item> items;
@@ -136,9 +173,15 @@ absl::Status Run(const std::string& model_dir, const std::string& in_path,
         targets[b * Tn + P - 1 + i] = it.completion[i];
       }
     }
-    RLVR_RETURN_IF_ERROR(model.Forward(ids.data(), B, Tn));
     std::vector<float> lp(B * Tn), ent(B * Tn);
-    RLVR_RETURN_IF_ERROR(model.TokenLogProbs(targets.data(), lp.data(), ent.data()));
+    if (gpu != nullptr) {
+      std::vector<float> logits(static_cast<size_t>(B * Tn * V));
+      RLVR_RETURN_IF_ERROR(gpu->Forward(ids.data(), B, Tn, logits.data()), "--device cuda");
+      ScoreLogits(logits.data(), targets.data(), B * Tn, V, active, lp.data(), ent.data());
+    } else {
+      RLVR_RETURN_IF_ERROR(model.Forward(ids.data(), B, Tn));
+      RLVR_RETURN_IF_ERROR(model.TokenLogProbs(targets.data(), lp.data(), ent.data()));
+    }
     for (int64_t b = 0; b < B; ++b) {
       Item& it = items[order[pos + b]];
       const int64_t P = static_cast<int64_t>(it.prompt.size());
@@ -182,7 +225,13 @@ int LogprobsMain(const Args& args) {
     app.add_option("--out", out_path, "output JSONL (written atomically)")->required();
     app.add_option("--batch-tokens", batch_tokens, "padded tokens per forward pass")
         ->check(CLI::PositiveNumber);
-    app.add_option("--dtype", dtype, "float32, or bfloat16 (bf16 matrix products)");
+    app.add_option("--dtype", dtype,
+                   "float32, or bfloat16 (bf16 matrix products); --device cpu only (cuda is "
+                   "always bf16 weights with fp32 accumulation)");
+    std::string device = "cpu";
+    app.add_option("--device", device,
+                   "cpu, or cuda: the forward on the GPU (bf16; matches --device cpu --dtype "
+                   "bfloat16 to bf16 rounding; see docs/cuda.md)");
     std::vector<std::string> argv(args.rbegin(), args.rend() - 1);
     try {
       app.parse(argv);
@@ -194,7 +243,19 @@ int LogprobsMain(const Args& args) {
       std::fprintf(stderr, "rlvr logprobs: --dtype: %s\n", s.ToString().c_str());
       return 2;
     }
-    s = Run(model_dir, in_path, out_path, batch_tokens);
+    s = CheckDeviceFlag(device);
+    if (!s.ok()) {
+      std::fprintf(stderr, "rlvr logprobs: %s\n", s.ToString().c_str());
+      return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+    }
+    if (device == "cuda" && app.count("--dtype") > 0 && dtype != "bfloat16") {
+      std::fprintf(stderr,
+                   "rlvr logprobs: --dtype %s: not available with --device cuda (the GPU "
+                   "computes in bf16; use --dtype bfloat16 or leave it out)\n",
+                   dtype.c_str());
+      return 2;
+    }
+    s = Run(model_dir, in_path, out_path, batch_tokens, device);
     if (!s.ok()) {
       std::fprintf(stderr, "rlvr logprobs: %s\n", s.ToString().c_str());
       return 1;

@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/device.h"
 #include "cluster/sft.h"
 #include "core/config.h"
 #include "core/jsonl.h"
@@ -47,6 +48,7 @@ absl::StatusOr<rollout::PromptTemplate> TemplateOf(const std::string& chat_templ
 
 absl::Status RunSft(const std::string& config_path, const std::vector<std::string>& overrides) {
   RLVR_ASSIGN_OR_RETURN(proto::RunConfig config, LoadRunConfig(config_path, overrides));
+  RLVR_RETURN_IF_ERROR(CheckTrainingDevice(config.device()));
   const proto::SftConfig& sc = config.sft();
   if (config.model().path().empty()) {
     return absl::InvalidArgumentError(

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/device.h"
 #include "cluster/trainer.h"
 #include "core/config.h"
 #include "kernels/matmul.h"
@@ -36,6 +37,7 @@ struct TrainSetup {
 absl::Status RunTrain(const std::string& config_path, const std::vector<std::string>& overrides,
                       bool resume) {
   RLVR_ASSIGN_OR_RETURN(proto::RunConfig config, LoadRunConfig(config_path, overrides));
+  RLVR_RETURN_IF_ERROR(CheckTrainingDevice(config.device()));
   // model.dtype: bfloat16 runs every float matrix product with bf16 operands (fp32 weights,
   // gradients and optimizer state), the rollout from packed bf16 weights.
   RLVR_RETURN_IF_ERROR(kernels::SetMatmulPrecision(config.model().dtype()), "model.dtype");

@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "core/jsonl.h"
+#include "kernels/cuda/cuda.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "policy/model/checkpoint.h"
@@ -165,6 +166,43 @@ TEST_F(GenerateCliTest, BadFlagIsUsageError) {
             2);
   const std::string err = ::testing::internal::GetCapturedStderr();
   EXPECT_NE(err.find("top_p"), std::string::npos) << err;
+}
+
+// --device errors come before the model is read (the model directory here does not exist), and
+// name the flag: an unknown value lists the accepted ones; cuda without the backend or without a
+// GPU says which. Runs in every build; the cuda part is skipped where a GPU is present.
+TEST_F(GenerateCliTest, DeviceFlagErrorsAreImmediate) {
+  const std::string missing = Out("no_such_model_dir");
+  const std::string in = Write("dev_in.jsonl", "{\"prompt_tokens\": [5, 6]}\n");
+  using Main = int (*)(const cli::Args&);
+  for (auto [name, fn] : {std::pair<const char*, Main>{"generate", cli::GenerateMain},
+                          std::pair<const char*, Main>{"logprobs", cli::LogprobsMain}}) {
+    ::testing::internal::CaptureStderr();
+    int rc = fn({name, "--model", missing, "--in", in, "--out", Out("dev_out.jsonl"),
+                 "--device", "tpu"});
+    std::string err = ::testing::internal::GetCapturedStderr();
+    EXPECT_EQ(rc, 2) << name;
+    EXPECT_NE(err.find("--device: \"tpu\" is not one of cpu, cuda"), std::string::npos) << err;
+
+    int gpus = 0;
+    if (kernels::cuda::BuiltWithCuda()) {
+      auto n = kernels::cuda::DeviceCount();
+      gpus = n.ok() ? *n : 0;
+    }
+    if (gpus > 0) continue;  // the GPU tests (rollout_cli_cuda_test) cover --device cuda
+    ::testing::internal::CaptureStderr();
+    rc = fn({name, "--model", missing, "--in", in, "--out", Out("dev_out.jsonl"), "--device",
+             "cuda"});
+    err = ::testing::internal::GetCapturedStderr();
+    EXPECT_EQ(rc, 1) << name;
+    const std::string want =
+        kernels::cuda::BuiltWithCuda()
+            ? "--device cuda: no CUDA device found"
+            : "--device cuda: built without the CUDA backend (configure with -DRLVR_CUDA=ON)";
+    EXPECT_NE(err.find(want), std::string::npos) << name << ": " << err;
+    EXPECT_EQ(err.find("no_such_model_dir"), std::string::npos) << "not immediate: " << err;
+    EXPECT_FALSE(fs::exists(Out("dev_out.jsonl")));
+  }
 }
 
 }  // namespace
