@@ -19,10 +19,10 @@
 // the model is read (cli/device.h).
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <memory>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
+#include <memory>
 #include <numeric>
 #include <string>
 #include <vector>
