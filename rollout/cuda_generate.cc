@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/rng.h"
 #include "core/status.h"
+#include "rollout/generation.h"
 
 namespace rlvr::rollout {
 namespace {
@@ -18,14 +19,9 @@ double Seconds(std::chrono::steady_clock::time_point since) {
 }
 
 // One running sample, in KV slot `slot` of the GPU model.
-struct Running {
+struct Running : internal::SampleState {
   int64_t slot = -1;
-  int32_t pending = -1;  // last sampled token, fed at the next decode step
-  Rng rng{0};
-  std::unique_ptr<StopChecker> stop;
-  Completion out;
-  int64_t reserved = 0;          // blocks reserved for this sample's worst case
-  std::vector<int32_t> history;  // prompt + generated (only with a repetition penalty)
+  int64_t reserved = 0;  // blocks reserved for this sample's worst case
 };
 
 }  // namespace
@@ -57,54 +53,20 @@ absl::StatusOr<std::unique_ptr<CudaGenerator>> CudaGenerator::Create(
       new CudaGenerator(std::move(gpu), options, std::move(token_bytes), ctx));
 }
 
-// The checks (and messages) of Engine::ValidateRequest, with a KV need of one unshared
-// sequence.
+// The engine's checks (internal::CheckRequest), with the KV need of one unshared sequence.
 absl::Status CudaGenerator::ValidateRequest(int64_t index, const GenerationRequest& r,
                                             int64_t* max_new) const {
-  const std::string where = absl::StrCat("request ", index);
+  RLVR_ASSIGN_OR_RETURN(*max_new,
+                        internal::CheckRequest(index, r, max_positions_,
+                                               model_->config().vocab_size,
+                                               static_cast<bool>(token_bytes_),
+                                               options_.clip_to_context));
+  // One unshared sequence; a slot's block table must also hold it.
   const int64_t P = static_cast<int64_t>(r.prompt.size());
-  const int64_t ctx = max_positions_;
-  const int64_t V = model_->config().vocab_size;
-  if (P == 0) return absl::InvalidArgumentError(absl::StrCat(where, ": prompt: empty prompt"));
-  if (P >= ctx) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ": prompt: ", P,
-                                                   " tokens leave no room to generate in a "
-                                                   "context of ",
-                                                   ctx, " positions"));
-  }
-  for (int64_t i = 0; i < P; ++i) {
-    if (r.prompt[i] < 0 || r.prompt[i] >= V) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, ": prompt[", i, "]: token id ", r.prompt[i], " outside [0, ", V, ")"));
-    }
-  }
-  if (r.num_samples < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, ": n: ", r.num_samples, " samples, must be >= 1"));
-  }
-  RLVR_RETURN_IF_ERROR(r.sampling.Validate(), where);
-  RLVR_RETURN_IF_ERROR(r.stop.Validate(), where);
-  if (!r.stop.stop_strings.empty() && !token_bytes_) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, ": stop: stop strings need a tokenizer (token bytes)"));
-  }
-  *max_new = r.stop.max_new_tokens;
-  if (P + *max_new > ctx) {
-    if (!options_.clip_to_context) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, ": max_new_tokens: ", *max_new, " past the context (prompt ", P,
-          " + max_new_tokens > ", ctx, ")"));
-    }
-    *max_new = ctx - P;
-  }
   const int64_t need = BlocksFor(P + *max_new);
-  if (need > num_blocks_ || need * options_.block_size > model_->kv().capacity()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, ": one sample needs ", need * options_.block_size,
-        " KV positions (prompt + max_new_tokens, in blocks of ", options_.block_size,
-        "), more than max_tokens_in_flight = ", num_blocks_ * options_.block_size));
-  }
-  return absl::OkStatus();
+  return internal::CheckKvNeed(
+      index, need, options_.block_size,
+      std::min(num_blocks_, model_->kv().capacity() / options_.block_size));
 }
 
 absl::StatusOr<std::vector<Completion>> CudaGenerator::Generate(
@@ -137,24 +99,8 @@ absl::StatusOr<std::vector<Completion>> CudaGenerator::Generate(
   std::vector<float> logits;
   std::vector<int32_t> ids;
   std::vector<int64_t> slots;
-  std::vector<absl::Status> row_status;
   int64_t next_request = 0, next_sample = 0, reserved = 0;
 
-  // Appends a sampled token; returns true when r is finished.
-  auto record = [&](Running& r, const TokenSample& s) {
-    r.out.tokens.push_back(s.token);
-    r.out.logprobs.push_back(static_cast<float>(s.logprob));
-    r.out.sampling_logprobs.push_back(static_cast<float>(s.sampling_logprob));
-    if (!r.history.empty()) r.history.push_back(s.token);
-    const FinishReason fr = r.stop->Add(s.token);
-    if (fr == FinishReason::kNone) {
-      r.pending = s.token;
-      return false;
-    }
-    r.out.finish_reason = fr;
-    r.out.text_end = r.stop->text_end();
-    return true;
-  };
   auto finish = [&](Running& r) {
     model_->ReleaseSequence(r.slot);
     free_slots.push_back(r.slot);
@@ -202,7 +148,7 @@ absl::StatusOr<std::vector<Completion>> CudaGenerator::Generate(
         ++next_request;
         next_sample = 0;
       }
-      if (record(r, s)) {
+      if (r.Record(s)) {
         finish(r);
       } else {
         running.push_back(std::move(r));
@@ -234,28 +180,13 @@ absl::StatusOr<std::vector<Completion>> CudaGenerator::Generate(
     stats_.decode_rows += B;
     stats_.peak_blocks = std::max(stats_.peak_blocks, num_blocks_ - model_->kv().free_blocks());
     t0 = std::chrono::steady_clock::now();
-    std::vector<TokenSample> sampled(static_cast<size_t>(B));
-    row_status.assign(static_cast<size_t>(B), absl::OkStatus());
-#pragma omp parallel for schedule(dynamic, 4) if (B >= 2 && B * V >= (1 << 16))
-    for (int64_t b = 0; b < B; ++b) {
-      Running& r = running[b];
-      const GenerationRequest& req = requests[r.out.request];
-      const uint64_t t = r.out.tokens.size();
-      absl::StatusOr<TokenSample> s = samplers[omp_get_thread_num()].Sample(
-          std::span<const float>(logits.data() + b * V, static_cast<size_t>(V)), valid,
-          req.sampling, r.history, r.rng.Split(t).UniformDouble());
-      if (s.ok()) {
-        sampled[b] = *s;
-      } else {
-        row_status[b] = Annotate(s.status(), absl::StrCat("request ", r.out.request, " sample ",
-                                                          r.out.sample, " token ", t));
-      }
-    }
-    for (const absl::Status& st : row_status) RLVR_RETURN_IF_ERROR(st);
+    RLVR_ASSIGN_OR_RETURN(
+        std::vector<TokenSample> sampled,
+        internal::SampleRows(running, requests, logits.data(), V, valid, samplers));
     size_t keep = 0;
     for (int64_t b = 0; b < B; ++b) {
       Running& r = running[b];
-      if (record(r, sampled[b])) {
+      if (r.Record(sampled[b])) {
         finish(r);
       } else {
         if (static_cast<int64_t>(keep) != b) running[keep] = std::move(r);

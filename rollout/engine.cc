@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/rng.h"
 #include "core/status.h"
+#include "rollout/generation.h"
 
 namespace rlvr::rollout {
 namespace {
@@ -35,16 +36,11 @@ struct Group {
   std::vector<int32_t> prompt_experts;  // [P, moe_layers, K] when recorded
 };
 
-// One running sample.
-struct Running {
+// One running sample (its pending token is fed at position length(seq)).
+struct Running : internal::SampleState {
   int64_t group = 0;
   SeqId seq = -1;
-  int32_t pending = -1;  // last sampled token, to be fed at position length(seq)
-  Rng rng{0};
-  std::unique_ptr<StopChecker> stop;
-  Completion out;
   int64_t reserved = 0;  // blocks reserved for this sample
-  std::vector<int32_t> history;  // prompt + generated (only with a repetition penalty)
 };
 
 }  // namespace
@@ -82,51 +78,17 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(DecodeBackend* backend,
 
 absl::Status Engine::ValidateRequest(int64_t index, const GenerationRequest& r,
                                      int64_t* max_new) const {
-  const std::string where = absl::StrCat("request ", index);
+  RLVR_ASSIGN_OR_RETURN(*max_new,
+                        internal::CheckRequest(index, r, backend_->max_positions(),
+                                               backend_->vocab_size(),
+                                               static_cast<bool>(token_bytes_),
+                                               options_.clip_to_context));
+  // Blocks of one sample: the prompt's (shared with its siblings) plus its own from the block
+  // holding the last prompt position on.
   const int64_t P = static_cast<int64_t>(r.prompt.size());
-  const int64_t ctx = backend_->max_positions();
-  if (P == 0) return absl::InvalidArgumentError(absl::StrCat(where, ": prompt: empty prompt"));
-  if (P >= ctx) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ": prompt: ", P,
-                                                   " tokens leave no room to generate in a "
-                                                   "context of ",
-                                                   ctx, " positions"));
-  }
-  for (int64_t i = 0; i < P; ++i) {
-    if (r.prompt[i] < 0 || r.prompt[i] >= backend_->vocab_size()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": prompt[", i, "]: token id ",
-                                                     r.prompt[i], " outside [0, ",
-                                                     backend_->vocab_size(), ")"));
-    }
-  }
-  if (r.num_samples < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, ": n: ", r.num_samples, " samples, must be >= 1"));
-  }
-  RLVR_RETURN_IF_ERROR(r.sampling.Validate(), where);
-  RLVR_RETURN_IF_ERROR(r.stop.Validate(), where);
-  if (!r.stop.stop_strings.empty() && !token_bytes_) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, ": stop: stop strings need a tokenizer (token bytes)"));
-  }
-  *max_new = r.stop.max_new_tokens;
-  if (P + *max_new > ctx) {
-    if (!options_.clip_to_context) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, ": max_new_tokens: ", *max_new, " past the context (prompt ", P,
-          " + max_new_tokens > ", ctx, ")"));
-    }
-    *max_new = ctx - P;
-  }
   const KvCacheConfig& kc = cache_->config();
   const int64_t need = kc.BlocksFor(P) + kc.BlocksFor(P + *max_new) - P / kc.block_size;
-  if (need > kc.num_blocks) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, ": one sample needs ", need * kc.block_size,
-        " KV positions (prompt + max_new_tokens, in blocks of ", kc.block_size,
-        "), more than max_tokens_in_flight = ", kc.num_blocks * kc.block_size));
-  }
-  return absl::OkStatus();
+  return internal::CheckKvNeed(index, need, kc.block_size, kc.num_blocks);
 }
 
 absl::StatusOr<std::vector<Completion>> Engine::Generate(
@@ -169,29 +131,16 @@ absl::StatusOr<std::vector<Completion>> Engine::Generate(
   std::vector<SeqId> seqs;
   std::vector<kernels::KvCacheView<float>> views;
   std::vector<kernels::KvCacheView<float>> prefill_views;
-  std::vector<absl::Status> row_status;
 
   auto sample_need = [&](const Group& g) {
     return kc.BlocksFor(g.prompt_len + g.max_new) - g.prompt_len / kc.block_size;
   };
 
-  // Appends a sampled token to r's record; returns true when r is finished.
+  // Appends a sampled token (and a row of experts, filled after the next decode step) to r's
+  // record; returns true when r is finished.
   auto record = [&](Running& r, const TokenSample& s) {
-    r.out.tokens.push_back(s.token);
-    r.out.logprobs.push_back(static_cast<float>(s.logprob));
-    r.out.sampling_logprobs.push_back(static_cast<float>(s.sampling_logprob));
     if (moe_layers > 0) r.out.experts.resize(r.out.experts.size() + moe_layers * K, -1);
-    if (!r.history.empty() || requests[r.out.request].sampling.repetition_penalty != 1.0) {
-      r.history.push_back(s.token);
-    }
-    const FinishReason fr = r.stop->Add(s.token);
-    if (fr == FinishReason::kNone) {
-      r.pending = s.token;
-      return false;
-    }
-    r.out.finish_reason = fr;
-    r.out.text_end = r.stop->text_end();
-    return true;
+    return r.Record(s);
   };
 
   auto finish = [&](Running& r) -> absl::Status {
@@ -337,24 +286,9 @@ absl::StatusOr<std::vector<Completion>> Engine::Generate(
         }
       }
     }
-    std::vector<TokenSample> sampled(static_cast<size_t>(B));
-    row_status.assign(static_cast<size_t>(B), absl::OkStatus());
-#pragma omp parallel for schedule(dynamic, 4) if (B >= 2 && B * V >= (1 << 16))
-    for (int64_t b = 0; b < B; ++b) {
-      Running& r = running[b];
-      const GenerationRequest& req = requests[r.out.request];
-      const uint64_t t = r.out.tokens.size();
-      absl::StatusOr<TokenSample> s = samplers[omp_get_thread_num()].Sample(
-          std::span<const float>(logits.data() + b * V, static_cast<size_t>(V)), valid,
-          req.sampling, r.history, r.rng.Split(t).UniformDouble());
-      if (s.ok()) {
-        sampled[b] = *s;
-      } else {
-        row_status[b] = Annotate(s.status(), absl::StrCat("request ", r.out.request, " sample ",
-                                                          r.out.sample, " token ", t));
-      }
-    }
-    for (const absl::Status& st : row_status) RLVR_RETURN_IF_ERROR(st);
+    RLVR_ASSIGN_OR_RETURN(
+        std::vector<TokenSample> sampled,
+        internal::SampleRows(running, requests, logits.data(), V, valid, samplers));
     size_t keep = 0;
     for (int64_t b = 0; b < B; ++b) {
       Running& r = running[b];
