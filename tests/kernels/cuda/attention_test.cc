@@ -20,11 +20,15 @@
 #include "kernels/cuda/attn_moe_args.h"
 #include "kernels/matmul.h"
 #include "tests/kernels/cuda/cuda_test_util.h"
+#include "tests/kernels/cuda/dense_test_util.h"
 
 namespace rlvr::kernels::cuda {
 namespace {
 
 using testing::DeviceBuffer;
+using testing::FromBf16;
+using testing::Randn;
+using testing::RoundBf16;
 using testing::RelativeMaxError;
 
 // fp32 paths: same inputs, different summation orders (BLAS vs FMA loops) over at most a few
@@ -36,30 +40,6 @@ constexpr double kF32GradTol = 1e-4;
 // bf16 outputs: one rounding to 8 significant bits (relative 2^-9 = 0.002 per element) on top
 // of the fp32 differences; 1e-2 of the largest element.
 constexpr double kBf16Tol = 1e-2;
-
-std::vector<float> Random(size_t n, uint32_t seed, float stddev = 1.f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.f, stddev);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
-
-// Rounds in place to bf16 and returns the bit patterns.
-std::vector<uint16_t> RoundBf16(std::vector<float>* v) {
-  std::vector<uint16_t> bits(v->size());
-  for (size_t i = 0; i < v->size(); ++i) {
-    bits[i] = F32ToBf16((*v)[i]);
-    (*v)[i] = Bf16ToF32(bits[i]);
-  }
-  return bits;
-}
-
-std::vector<float> FromBf16(const std::vector<uint16_t>& bits) {
-  std::vector<float> v(bits.size());
-  for (size_t i = 0; i < bits.size(); ++i) v[i] = Bf16ToF32(bits[i]);
-  return v;
-}
 
 // seg_start [B, T] of random packed segments (lengths 1..T/2+1), or empty.
 std::vector<int32_t> RandomSegments(int64_t B, int64_t Tn, uint32_t seed) {
@@ -125,9 +105,9 @@ void CheckClose(const char* what, const std::vector<float>& got, const std::vect
 void RunAttention(const AttnCase& c, bool bf16) {
   const int64_t nq = c.B * c.Tn * c.H * c.D, nk = c.B * c.Tn * c.Hkv * c.D, nl = c.B * c.H * c.Tn;
   const double scale = 1.0 / std::sqrt(static_cast<double>(c.D));
-  std::vector<float> q = Random(nq, 1), k = Random(nk, 2), v = Random(nk, 3);
-  std::vector<float> dout = Random(nq, 4), dq0 = Random(nq, 5, 0.1f), dk0 = Random(nk, 6, 0.1f),
-                     dv0 = Random(nk, 7, 0.1f);
+  std::vector<float> q = Randn(nq, 1), k = Randn(nk, 2), v = Randn(nk, 3);
+  std::vector<float> dout = Randn(nq, 4), dq0 = Randn(nq, 5, 0.1f), dk0 = Randn(nk, 6, 0.1f),
+                     dv0 = Randn(nk, 7, 0.1f);
   std::vector<uint16_t> qb, kb, vb, dob, dq0b, dk0b, dv0b;
   if (bf16) {
     qb = RoundBf16(&q), kb = RoundBf16(&k), vb = RoundBf16(&v), dob = RoundBf16(&dout);
@@ -252,9 +232,9 @@ void RunDecode(const DecodeCase& c, bool bf16) {
   }
   // Pool [num_blocks, L, block_size, row], random everywhere (stale rows must not be read).
   const int64_t pool_elems = num_blocks * L * bs * row;
-  std::vector<float> pk = Random(pool_elems, 22), pv = Random(pool_elems, 23);
-  std::vector<float> k_new = Random(B * c.Tn * row, 24), v_new = Random(B * c.Tn * row, 25);
-  std::vector<float> q = Random(B * c.Tn * c.H * c.D, 26);
+  std::vector<float> pk = Randn(pool_elems, 22), pv = Randn(pool_elems, 23);
+  std::vector<float> k_new = Randn(B * c.Tn * row, 24), v_new = Randn(B * c.Tn * row, 25);
+  std::vector<float> q = Randn(B * c.Tn * c.H * c.D, 26);
   std::vector<uint16_t> pkb, pvb, knb, vnb, qb;
   if (bf16) {
     pkb = RoundBf16(&pk), pvb = RoundBf16(&pv), knb = RoundBf16(&k_new);

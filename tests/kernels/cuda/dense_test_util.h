@@ -1,4 +1,4 @@
-// Helpers of the dense CUDA kernel tests: random data, bf16 round trips, comparisons that fail
+// Helpers of the CUDA kernel tests (dense, attention, MoE): random data, bf16 round trips, comparisons that fail
 // loudly (NaN from a poisoned, unwritten element; an all-zero reference), bad-argument checks
 // that hold with and without the CUDA backend.
 #ifndef RLVR_TESTS_KERNELS_CUDA_DENSE_TEST_UTIL_H_
@@ -39,6 +39,12 @@ inline std::vector<float> FromBf16(const std::vector<uint16_t>& v) {
 }
 // v rounded to bf16 and back: the inputs the CPU reference sees for a bf16 kernel.
 inline std::vector<float> RoundedBf16(const std::vector<float>& v) { return FromBf16(ToBf16(v)); }
+// Rounds *v to bf16 in place and returns the bit patterns (the device copy of the same values).
+inline std::vector<uint16_t> RoundBf16(std::vector<float>* v) {
+  std::vector<uint16_t> bits = ToBf16(*v);
+  *v = FromBf16(bits);
+  return bits;
+}
 
 // Expects max |got - ref| / max |ref| <= tol over all elements, a non-zero reference and no NaN
 // (poisoned outputs that were never written are NaN); prints the worst element otherwise.

@@ -19,11 +19,15 @@
 #include "kernels/matmul.h"
 #include "policy/layers/moe.h"
 #include "tests/kernels/cuda/cuda_test_util.h"
+#include "tests/kernels/cuda/dense_test_util.h"
 
 namespace rlvr::kernels::cuda {
 namespace {
 
 using testing::DeviceBuffer;
+using testing::FromBf16;
+using testing::Randn;
+using testing::RoundBf16;
 using testing::RelativeMaxError;
 
 // fp32 paths repeat the CPU's arithmetic with different exp implementations and summation
@@ -31,29 +35,6 @@ using testing::RelativeMaxError;
 constexpr double kF32Tol = 1e-5;
 // bf16 outputs: one rounding to 8 significant bits (2^-9 relative).
 constexpr double kBf16Tol = 1e-2;
-
-std::vector<float> Random(size_t n, uint32_t seed, float stddev = 1.f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.f, stddev);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
-
-std::vector<uint16_t> RoundBf16(std::vector<float>* v) {
-  std::vector<uint16_t> bits(v->size());
-  for (size_t i = 0; i < v->size(); ++i) {
-    bits[i] = F32ToBf16((*v)[i]);
-    (*v)[i] = Bf16ToF32(bits[i]);
-  }
-  return bits;
-}
-
-std::vector<float> FromBf16(const std::vector<uint16_t>& bits) {
-  std::vector<float> v(bits.size());
-  for (size_t i = 0; i < bits.size(); ++i) v[i] = Bf16ToF32(bits[i]);
-  return v;
-}
 
 void CheckClose(const char* what, const std::vector<float>& got, const std::vector<float>& ref,
                 double tol) {
@@ -100,8 +81,8 @@ TEST_P(MoeCuda, RoutingDispatchAndBackwardMatchCpu) {
       router[e * C + n] = logits[n * E + e];
     }
   }
-  const std::vector<float> gate = Random(E * I * C, 8, 0.3f), up = Random(E * I * C, 9, 0.3f),
-                           down = Random(E * C * I, 10, 0.3f);
+  const std::vector<float> gate = Randn(E * I * C, 8, 0.3f), up = Randn(E * I * C, 9, 0.3f),
+                           down = Randn(E * C * I, 10, 0.3f);
   policy::layers::MoeConfig cfg;
   cfg.hidden = C;
   cfg.experts = E;
@@ -167,7 +148,7 @@ TEST_P(MoeCuda, RoutingDispatchAndBackwardMatchCpu) {
   CheckClose("combine", d_y.Download(), y_ref, kF32Tol);
 
   // Combine backward: dweights = dy . ye, dye = w dy.
-  const std::vector<float> dy = Random(N * C, 12);
+  const std::vector<float> dy = Randn(N * C, 12);
   std::vector<float> dw_ref(A), dye_ref(A * C);
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t k = 0; k < K; ++k) {
@@ -197,7 +178,7 @@ TEST_P(MoeCuda, RoutingDispatchAndBackwardMatchCpu) {
   grads.router = grad_router.data();
   policy::layers::MoeBackward<float>(cfg, w, x.data(), N, act, dy.data(),
                                      c.aux ? aux.data() : nullptr, nullptr, grads);
-  const std::vector<float> dl0 = Random(N * E, 13, 0.1f);
+  const std::vector<float> dl0 = Randn(N * E, 13, 0.1f);
   std::vector<float> dl_ref(N * E);
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t e = 0; e < E; ++e) dl_ref[n * E + e] = dl0[n * E + e] + grad_router[e * C + n];
@@ -213,7 +194,7 @@ TEST_P(MoeCuda, RoutingDispatchAndBackwardMatchCpu) {
 
   // Gather to expert order and its backward, on a ragged width.
   const int64_t C2 = 70;
-  std::vector<float> x2 = Random(N * C2, 14), dxe = Random(A * C2, 15), dx0 = Random(N * C2, 16);
+  std::vector<float> x2 = Randn(N * C2, 14), dxe = Randn(A * C2, 15), dx0 = Randn(N * C2, 16);
   std::vector<float> xe_ref(A * C2), dx_ref = dx0;
   for (int64_t i = 0; i < A; ++i) {
     for (int64_t col = 0; col < C2; ++col) xe_ref[i * C2 + col] = x2[(order[i] / K) * C2 + col];
@@ -283,7 +264,7 @@ void RunGroupedGemm(bool trans_w, bool bf16) {
   std::vector<int32_t> off(E + 1, 0);
   for (int64_t e = 0; e < E; ++e) off[e + 1] = off[e] + counts[e];
   const int64_t M = off[E];
-  std::vector<float> x = Random(M * Kin, 31), w = Random(E * Nout * Kin, 32, 0.2f);
+  std::vector<float> x = Randn(M * Kin, 31), w = Randn(E * Nout * Kin, 32, 0.2f);
   std::vector<uint16_t> xb, wb;
   if (bf16) xb = RoundBf16(&x), wb = RoundBf16(&w);
   std::vector<float> ref(M * Nout);
