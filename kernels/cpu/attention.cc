@@ -11,6 +11,7 @@
 #include "core/status.h"
 #include "kernels/cpu/decode_attention.h"
 #include "kernels/cpu/fast_math.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/matmul.h"
 
 namespace rlvr::kernels {
@@ -56,12 +57,16 @@ void AttentionForward(const T* q, const T* k, const T* v, int64_t B, int64_t Tn,
   const T sc = static_cast<T>(scale);
   const int64_t pairs = B * Hkv;
   const int64_t work = SegmentWork(seg_start, B, Tn);
-#pragma omp parallel if (pairs > 1 && pairs * group * work * D >= kParallelWork)
-  {
+  struct Scratch {
     std::vector<T> S;
     std::vector<int64_t> bounds;
-#pragma omp for schedule(dynamic)
-    for (int64_t pg = 0; pg < pairs; ++pg) {
+  };
+  // Serial below the threshold without any OpenMP region (see kernels/cpu/parallel.h): the
+  // products inside may then use every thread.
+  ForEach<Scratch>(pairs, pairs > 1 && pairs * group * work * D >= kParallelWork,
+                   [&](int64_t pg, Scratch& scratch) {
+      std::vector<T>& S = scratch.S;
+      std::vector<int64_t>& bounds = scratch.bounds;
       const int64_t b = pg / Hkv, g = pg % Hkv;
       SegmentBounds(seg_start, b, Tn, &bounds);
       for (size_t si = 0; si + 1 < bounds.size(); ++si) {
@@ -98,8 +103,7 @@ void AttentionForward(const T* q, const T* k, const T* v, int64_t B, int64_t Tn,
           }
         }
       }
-    }
-  }
+  });
 }
 
 template <typename T>
@@ -111,12 +115,13 @@ void AttentionBackward(const T* dout, const T* q, const T* k, const T* v, const 
   const T sc = static_cast<T>(scale);
   const int64_t pairs = B * Hkv;
   const int64_t work = SegmentWork(seg_start, B, Tn);
-#pragma omp parallel if (pairs > 1 && pairs * group * work * D >= kParallelWork)
-  {
+  struct Scratch {
     std::vector<T> P, dP, Di;
     std::vector<int64_t> bounds;
-#pragma omp for schedule(dynamic)
-    for (int64_t pg = 0; pg < pairs; ++pg) {
+  };
+  ForEach<Scratch>(pairs, pairs > 1 && pairs * group * work * D >= kParallelWork,
+                   [&](int64_t pg, Scratch& scratch) {
+      auto& [P, dP, Di, bounds] = scratch;
       const int64_t b = pg / Hkv, g = pg % Hkv;
       SegmentBounds(seg_start, b, Tn, &bounds);
       for (size_t si = 0; si + 1 < bounds.size(); ++si) {
@@ -168,8 +173,7 @@ void AttentionBackward(const T* dout, const T* q, const T* k, const T* v, const 
           }
         }
       }
-    }
-  }
+  });
 }
 
 template <typename T>

@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/elementwise.h"
 #include "kernels/matmul.h"
 #include "kernels/softmax.h"
@@ -184,13 +185,10 @@ absl::Status MoeForward(const MoeConfig& cfg, const MoeWeights<T>& w, const T* x
   T* eo = Resize(&act->expert_out, N * K * C);
   // Experts in parallel, each on one thread (its GEMMs then run single-threaded): one parallel
   // region per layer instead of a fork and join per product. Every expert writes its own rows.
-#pragma omp parallel if (E > 1 && N * K * C * I >= kExpertParallelWork)
-  {
-    std::vector<T> xe;
-#pragma omp for schedule(dynamic)
-    for (int64_t e = 0; e < E; ++e) {
+  kernels::ForEach<std::vector<T>>(
+      E, E > 1 && N * K * C * I >= kExpertParallelWork, [&](int64_t e, std::vector<T>& xe) {
       const int64_t begin = act->expert_offset[e], n_e = act->expert_offset[e + 1] - begin;
-      if (n_e == 0) continue;
+      if (n_e == 0) return;
       xe.resize(n_e * C);
       for (int64_t i = 0; i < n_e; ++i) {
         const int64_t n = act->order[begin + i] / K;
@@ -202,8 +200,7 @@ absl::Status MoeForward(const MoeConfig& cfg, const MoeWeights<T>& w, const T* x
       kernels::SwigluForward<T>(hg + begin * I, hu + begin * I, n_e * I, ha + begin * I);
       kernels::LinearForward<T>(ha + begin * I, w.down + e * C * I, nullptr, n_e, I, C,
                                 eo + begin * C);
-    }
-  }
+  });
   const std::vector<int64_t> pos = InverseOrder(act->order);
 #pragma omp parallel for if (N * K * C >= (1 << 15)) schedule(static)
   for (int64_t n = 0; n < N; ++n) {
@@ -263,13 +260,14 @@ void MoeBackward(const MoeConfig& cfg, const MoeWeights<T>& w, const T* x, int64
   // Experts, each over its own tokens, in parallel as in the forward. Each expert's input
   // gradient goes to its own rows of dxa ([N*K, C] in expert order); the tokens' sums follow.
   std::vector<T> dxa(dx != nullptr ? N * K * C : 0);
-#pragma omp parallel if (E > 1 && N * K * C * I >= kExpertParallelWork)
-  {
+  struct Scratch {
     std::vector<T> dact, dg, du, xe;
-#pragma omp for schedule(dynamic)
-    for (int64_t e = 0; e < E; ++e) {
+  };
+  kernels::ForEach<Scratch>(
+      E, E > 1 && N * K * C * I >= kExpertParallelWork, [&](int64_t e, Scratch& sc) {
+      auto& [dact, dg, du, xe] = sc;
       const int64_t begin = act.expert_offset[e], n_e = act.expert_offset[e + 1] - begin;
-      if (n_e == 0) continue;
+      if (n_e == 0) return;
       dact.assign(n_e * I, T(0));
       dg.resize(n_e * I);
       du.resize(n_e * I);
@@ -289,8 +287,7 @@ void MoeBackward(const MoeConfig& cfg, const MoeWeights<T>& w, const T* x, int64
                                  grads.gate ? grads.gate + e * I * C : nullptr, nullptr);
       kernels::LinearBackward<T>(du.data(), xe.data(), w.up + e * I * C, n_e, C, I, dxe,
                                  grads.up ? grads.up + e * I * C : nullptr, nullptr);
-    }
-  }
+  });
   if (dx != nullptr) {
 #pragma omp parallel for if (N * K * C >= (1 << 15)) schedule(static)
     for (int64_t n = 0; n < N; ++n) {
