@@ -187,15 +187,8 @@ absl::Status Run(const EvalFlags& f) {
   if (tok->vocab_size() < model.config().vocab_size) {
     RLVR_RETURN_IF_ERROR(model.set_active_vocab(tok->vocab_size()), tok_path);
   }
-  std::shared_ptr<const policy::ModelChatTemplate> chat;
-  {
-    absl::StatusOr<policy::ModelChatTemplate> t = policy::LoadModelChatTemplate(f.model_dir);
-    if (t.ok()) {
-      chat = std::make_shared<policy::ModelChatTemplate>(std::move(*t));
-    } else if (t.status().code() != absl::StatusCode::kNotFound) {
-      return t.status();
-    }
-  }
+  RLVR_ASSIGN_OR_RETURN(std::shared_ptr<const policy::ModelChatTemplate> chat,
+                        policy::LoadModelChatTemplateIfAny(f.model_dir));
   RLVR_ASSIGN_OR_RETURN(rollout::PromptTemplate mode, rollout::ParsePromptTemplate(f.template_name),
                         "--template");
   std::optional<bool> thinking;

@@ -209,6 +209,23 @@ TokenBatch SliceRows(const TokenBatch& batch, int64_t begin, int64_t end) {
   return s;
 }
 
+absl::StatusOr<policy::AdamWConfig> AdamWConfigFromConfig(const proto::OptimizerConfig& o,
+                                                          int64_t total_steps) {
+  policy::AdamWConfig oc;
+  oc.lr = o.lr();
+  oc.beta1 = o.beta1();
+  oc.beta2 = o.beta2();
+  oc.eps = o.eps();
+  oc.weight_decay = o.weight_decay();
+  oc.max_grad_norm = o.grad_clip();
+  oc.warmup_steps = o.warmup_steps();
+  oc.total_steps = total_steps;
+  oc.min_lr_ratio = o.min_lr_ratio();
+  RLVR_ASSIGN_OR_RETURN(oc.schedule, policy::ParseLrSchedule(o.schedule()),
+                        "optimizer.schedule");
+  return oc;
+}
+
 std::vector<policy::OptimParam> TrainableParams(policy::CausalLM<float>* model) {
   std::vector<policy::OptimParam> params;
   for (const auto& p : model->params()) {

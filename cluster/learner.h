@@ -42,6 +42,7 @@
 #include "policy/losses/policy_loss.h"
 #include "policy/model/model.h"
 #include "policy/optim/adamw.h"
+#include "proto/config.pb.h"
 
 namespace rlvr::cluster {
 
@@ -102,6 +103,11 @@ TokenBatch SliceRows(const TokenBatch& batch, int64_t begin, int64_t end);
 // The optimizer's view of `model`: every trainable parameter with its gradient (the MoE
 // correction bias, updated by load balancing, is left out). Pointers into `model`.
 std::vector<policy::OptimParam> TrainableParams(policy::CausalLM<float>* model);
+
+// AdamW settings from a run config's `optimizer` section for a run of `total_steps` optimizer
+// steps (the schedule's length); InvalidArgument naming optimizer.schedule if it is unknown.
+absl::StatusOr<policy::AdamWConfig> AdamWConfigFromConfig(const proto::OptimizerConfig& o,
+                                                          int64_t total_steps);
 
 struct GrpoUpdateOptions {
   policy::losses::PolicyLossConfig loss;

@@ -161,18 +161,8 @@ absl::StatusOr<SftResult> RunSft(SftInputs in) {
       sc.batch_tokens(), sc.steps(), sc.steps() > 0 ? 0 : static_cast<int64_t>(sc.epochs()) * n);
   const int64_t total_steps = static_cast<int64_t>(plan.size());
 
-  policy::AdamWConfig oc;
-  oc.lr = c.optimizer().lr();
-  oc.beta1 = c.optimizer().beta1();
-  oc.beta2 = c.optimizer().beta2();
-  oc.eps = c.optimizer().eps();
-  oc.weight_decay = c.optimizer().weight_decay();
-  oc.max_grad_norm = c.optimizer().grad_clip();
-  oc.warmup_steps = c.optimizer().warmup_steps();
-  oc.total_steps = total_steps;
-  oc.min_lr_ratio = c.optimizer().min_lr_ratio();
-  RLVR_ASSIGN_OR_RETURN(oc.schedule, policy::ParseLrSchedule(c.optimizer().schedule()),
-                        "optimizer.schedule");
+  RLVR_ASSIGN_OR_RETURN(policy::AdamWConfig oc,
+                        AdamWConfigFromConfig(c.optimizer(), total_steps));
   RLVR_ASSIGN_OR_RETURN(auto optimizer, policy::AdamW::Create(oc, TrainableParams(model)),
                         "optimizer");
   Learner learner(model, &optimizer);

@@ -343,18 +343,10 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(TrainerInputs inputs) {
   s->optimizer_steps_per_batch = static_cast<int64_t>(c.grpo().mini_batches()) *
                                  c.grpo().ppo_epochs();
   s->staleness = c.trainer().mode() == "overlapped" ? c.trainer().max_staleness() : 0;
-  policy::AdamWConfig oc;
-  oc.lr = c.optimizer().lr();
-  oc.beta1 = c.optimizer().beta1();
-  oc.beta2 = c.optimizer().beta2();
-  oc.eps = c.optimizer().eps();
-  oc.weight_decay = c.optimizer().weight_decay();
-  oc.max_grad_norm = c.optimizer().grad_clip();
-  oc.warmup_steps = c.optimizer().warmup_steps();
-  oc.total_steps = static_cast<int64_t>(c.trainer().total_steps()) * s->optimizer_steps_per_batch;
-  oc.min_lr_ratio = c.optimizer().min_lr_ratio();
-  RLVR_ASSIGN_OR_RETURN(oc.schedule, policy::ParseLrSchedule(c.optimizer().schedule()),
-                        "optimizer.schedule");
+  RLVR_ASSIGN_OR_RETURN(policy::AdamWConfig oc,
+                        AdamWConfigFromConfig(c.optimizer(),
+                                              static_cast<int64_t>(c.trainer().total_steps()) *
+                                                  s->optimizer_steps_per_batch));
   policy::CausalLM<float>* model = inputs.model.get();
   RLVR_ASSIGN_OR_RETURN(auto opt, policy::AdamW::Create(oc, TrainableParams(model)), "optimizer");
   s->optimizer = std::make_unique<policy::AdamW>(std::move(opt));

@@ -2907,6 +2907,16 @@ absl::StatusOr<ModelChatTemplate> LoadModelChatTemplate(const std::string& dir) 
   return result;
 }
 
+absl::StatusOr<std::shared_ptr<const ModelChatTemplate>> LoadModelChatTemplateIfAny(
+    const std::string& dir) {
+  absl::StatusOr<ModelChatTemplate> t = LoadModelChatTemplate(dir);
+  if (t.ok()) return std::make_shared<const ModelChatTemplate>(std::move(*t));
+  if (t.status().code() == absl::StatusCode::kNotFound) {
+    return std::shared_ptr<const ModelChatTemplate>();
+  }
+  return t.status();
+}
+
 std::string R1ZeroPrompt(std::string_view question) {
   return absl::StrCat(
       "A conversation between User and Assistant. The user asks a question, and the Assistant "

@@ -101,6 +101,10 @@ struct ModelChatTemplate {
 // used); bos_token/eos_token come from tokenizer_config.json (strings or {"content": ...}).
 // Errors: NotFound when neither file has a template; InvalidArgument naming the file and key.
 absl::StatusOr<ModelChatTemplate> LoadModelChatTemplate(const std::string& dir);
+// The same for commands where a template is optional: null when the model has none (NotFound
+// above), other errors as above.
+absl::StatusOr<std::shared_ptr<const ModelChatTemplate>> LoadModelChatTemplateIfAny(
+    const std::string& dir);
 
 // The DeepSeek-R1-Zero prompt for base models (DeepSeek-R1 paper, table 1) with `question`
 // in place of "prompt".

@@ -25,6 +25,7 @@
 #include "policy/model/model.h"
 #include "policy/text/tokenizer.h"
 #include "tests/kernels/cuda/cuda_test_util.h"
+#include "tests/rollout/cli_test_util.h"
 
 namespace rlvr::rollout {
 namespace {
@@ -43,19 +44,8 @@ class CudaCliTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (!kernels::cuda::testing::HaveGpu()) return;
-    dir_ = new std::string((fs::path(::testing::TempDir()) / "rollout_cli_cuda_model").string());
-    const std::string tok_dir = "tests/fixtures/tokenizers/qwen2";
-    auto tok = policy::Tokenizer::FromFile(tok_dir + "/tokenizer.json");
-    ASSERT_TRUE(tok.ok()) << tok.status();
-    auto cfg = policy::Preset("qwen3_moe", "tiny");
-    ASSERT_TRUE(cfg.ok());
-    cfg->vocab_size = ((*tok)->vocab_size() + 63) / 64 * 64;
-    auto model = policy::CausalLM<float>::Create(*cfg);
-    ASSERT_TRUE(model.ok()) << model.status();
-    (*model)->InitRandom(3, 0.1);
-    policy::SaveOptions so;
-    so.tokenizer_dir = tok_dir;
-    ASSERT_TRUE(policy::SaveModel(**model, *dir_, so).ok());
+    dir_ = new std::string(testing::TempPath("rollout_cli_cuda_model"));
+    testing::WriteTinyCliModel(*dir_);
   }
   static void TearDownTestSuite() {
     if (dir_ == nullptr) return;
@@ -66,18 +56,10 @@ class CudaCliTest : public ::testing::Test {
   void SetUp() override { RLVR_SKIP_WITHOUT_GPU(); }
 
   std::string Write(const std::string& name, const std::string& text) {
-    const std::string p = (fs::path(::testing::TempDir()) / name).string();
-    std::ofstream(p) << text;
-    return p;
+    return testing::WriteTemp(name, text);
   }
-  std::string Out(const std::string& name) {
-    return (fs::path(::testing::TempDir()) / name).string();
-  }
-  static std::vector<json> Read(const std::string& path) {
-    auto lines = ReadJsonl(path);
-    EXPECT_TRUE(lines.ok()) << lines.status();
-    return lines.ok() ? *lines : std::vector<json>{};
-  }
+  std::string Out(const std::string& name) { return testing::TempPath(name); }
+  static std::vector<json> Read(const std::string& path) { return testing::ReadLines(path); }
   std::string Prompts() {
     return Write("cuda_prompts.jsonl",
                  "{\"prompt\": \"What is 2+3?\"}\n"

@@ -15,6 +15,7 @@
 #include "policy/model/config.h"
 #include "policy/model/model.h"
 #include "policy/text/tokenizer.h"
+#include "tests/rollout/cli_test_util.h"
 
 namespace rlvr::rollout {
 namespace {
@@ -25,19 +26,8 @@ using json = nlohmann::json;
 class GenerateCliTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::string((fs::path(::testing::TempDir()) / "rollout_cli_model").string());
-    const std::string tok_dir = "tests/fixtures/tokenizers/qwen2";
-    auto tok = policy::Tokenizer::FromFile(tok_dir + "/tokenizer.json");
-    ASSERT_TRUE(tok.ok()) << tok.status();
-    auto cfg = policy::Preset("qwen3_moe", "tiny");
-    ASSERT_TRUE(cfg.ok());
-    cfg->vocab_size = ((*tok)->vocab_size() + 63) / 64 * 64;
-    auto model = policy::CausalLM<float>::Create(*cfg);
-    ASSERT_TRUE(model.ok()) << model.status();
-    (*model)->InitRandom(3, 0.1);
-    policy::SaveOptions so;
-    so.tokenizer_dir = tok_dir;
-    ASSERT_TRUE(policy::SaveModel(**model, *dir_, so).ok());
+    dir_ = new std::string(testing::TempPath("rollout_cli_model"));
+    testing::WriteTinyCliModel(*dir_);
   }
   static void TearDownTestSuite() {
     fs::remove_all(*dir_);
@@ -45,23 +35,15 @@ class GenerateCliTest : public ::testing::Test {
   }
 
   std::string Write(const std::string& name, const std::string& text) {
-    const std::string p = (fs::path(::testing::TempDir()) / name).string();
-    std::ofstream(p) << text;
-    return p;
+    return testing::WriteTemp(name, text);
   }
-  std::string Out(const std::string& name) {
-    return (fs::path(::testing::TempDir()) / name).string();
-  }
+  std::string Out(const std::string& name) { return testing::TempPath(name); }
 
   static std::string* dir_;
 };
 std::string* GenerateCliTest::dir_ = nullptr;
 
-std::vector<json> Read(const std::string& path) {
-  auto lines = ReadJsonl(path);
-  EXPECT_TRUE(lines.ok()) << lines.status();
-  return lines.ok() ? *lines : std::vector<json>{};
-}
+std::vector<json> Read(const std::string& path) { return testing::ReadLines(path); }
 
 TEST_F(GenerateCliTest, WritesCompletionsThatRescoreExactly) {
   const std::string in = Write("gen_in.jsonl",
