@@ -36,6 +36,8 @@ absl::Status Memset0(void* ptr, size_t bytes);
 // Blocking copies.
 absl::Status CopyToDevice(void* dst, const void* src, size_t bytes);
 absl::Status CopyToHost(void* dst, const void* src, size_t bytes);
+// Device-to-device copy of `bytes` bytes, asynchronous on `stream`.
+absl::Status CopyOnDevice(void* dst, const void* src, size_t bytes, Stream stream = nullptr);
 
 // out[i] = silu(gate[i]) * up[i] on device pointers, n elements (f32); synchronizes.
 absl::Status SwigluForwardF32(const float* gate, const float* up, int64_t n, float* out);

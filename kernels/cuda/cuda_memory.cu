@@ -48,4 +48,11 @@ absl::Status CopyToHost(void* dst, const void* src, size_t bytes) {
   return FromCuda(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
 }
 
+absl::Status CopyOnDevice(void* dst, const void* src, size_t bytes, Stream stream) {
+  if (bytes == 0) return absl::OkStatus();
+  return FromCuda(
+      cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, AsCudaStream(stream)),
+      "cudaMemcpyAsync D2D");
+}
+
 }  // namespace rlvr::kernels::cuda

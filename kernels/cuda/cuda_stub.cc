@@ -14,6 +14,7 @@ void Free(void*) {}
 absl::Status Memset0(void*, size_t) { return NoCuda(); }
 absl::Status CopyToDevice(void*, const void*, size_t) { return NoCuda(); }
 absl::Status CopyToHost(void*, const void*, size_t) { return NoCuda(); }
+absl::Status CopyOnDevice(void*, const void*, size_t, Stream) { return NoCuda(); }
 absl::Status SwigluForwardF32(const float*, const float*, int64_t, float*) { return NoCuda(); }
 
 }  // namespace rlvr::kernels::cuda
