@@ -44,7 +44,8 @@ inline absl::Status CheckDeviceFlag(const std::string& device) {
 inline absl::Status CheckTrainingDevice(const std::string& device) {
   if (device == "cuda") {
     return absl::FailedPreconditionError(
-        "device: cuda: training on the GPU is not implemented yet (issue 7); use device: cpu");
+        "device: cuda: the learner does not run on the GPU yet (the GPU training step exists, "
+        "policy/model/cuda_train.h, but is not wired into train/sft; issue 7); use device: cpu");
   }
   return absl::OkStatus();
 }

@@ -202,11 +202,11 @@ TEST_F(SftEvalCliTest, SftBadInputNamesTheLineAndKey) {
   EXPECT_FALSE(fs::exists(P("r1/final")));
 }
 
-// `device: cuda` in a training config fails at startup naming the key (training on the GPU is
-// not implemented yet), for `rlvr sft` and `rlvr train`; cpu is unchanged (the other tests).
+// `device: cuda` in a training config fails at startup naming the key (the learner does not run
+// on the GPU yet), for `rlvr sft` and `rlvr train`; cpu is unchanged (the other tests).
 TEST_F(SftEvalCliTest, TrainingOnCudaIsAClearStartupError) {
   const std::string want =
-      "device: cuda: training on the GPU is not implemented yet (issue 7); use device: cpu";
+      "device: cuda: the learner does not run on the GPU yet";
   WriteArithmetic("arith.jsonl", 4);
   Outcome o = Sft("arith.jsonl", "rcuda", {"device=cuda"});
   EXPECT_EQ(o.code, 1);
