@@ -17,7 +17,9 @@
 // or --peak-gbs.
 //
 //   cuda_bench [--model dense|moe|both] [--batches 1,64,256] [--prompt 128] [--new 128]
-//              [--peak-gbs 3350]
+//              [--peak-gbs 3350] [--suite decode,train,grpo] [training / GRPO flags]
+// --suite picks the parts (default all three); the training and GRPO-step parts and their flags
+// are in train_bench.{h,cc}.
 #include <cuda_runtime.h>
 
 #include <chrono>
@@ -33,6 +35,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "bench/cuda/train_bench.h"
 #include "kernels/cuda/cuda.h"
 #include "policy/model/config.h"
 #include "policy/model/cuda_model.h"
@@ -247,6 +250,8 @@ int Main(int argc, char** argv) {
   std::vector<int64_t> batches = {1, 64, 256};
   int64_t prompt = 128, new_tokens = 128;
   double peak_gbs = 0;
+  bool decode = true;
+  bench::TrainBenchOptions train;  // the training / GRPO parts (train_bench.h)
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -276,9 +281,24 @@ int Main(int argc, char** argv) {
     } else if (a == "--peak-gbs") {
       const std::string s = value();
       if (!absl::SimpleAtod(s, &peak_gbs) || peak_gbs <= 0) Die("--peak-gbs: bad value " + s);
+    } else if (a == "--suite") {
+      decode = train.train = train.grpo = false;
+      for (absl::string_view p : absl::StrSplit(value(), ',')) {
+        if (p == "decode") {
+          decode = true;
+        } else if (p == "train") {
+          train.train = true;
+        } else if (p == "grpo") {
+          train.grpo = true;
+        } else {
+          Die("--suite: \"" + std::string(p) + "\" is not one of decode, train, grpo");
+        }
+      }
+    } else if (bench::ParseTrainFlag(a, value, &train)) {
     } else {
       Die("unknown flag " + a +
-          " (flags: --model, --batches, --prompt, --new, --peak-gbs)");
+          " (flags: --model, --batches, --prompt, --new, --peak-gbs, --suite, " +
+          bench::TrainFlagsHelp() + ")");
     }
   }
   auto devices = kernels::cuda::DeviceCount();
@@ -289,12 +309,18 @@ int Main(int argc, char** argv) {
   std::printf("{\"case\":\"device\",\"name\":\"%s\",\"peak_gbs\":%.1f,\"peak_source\":\"%s\"}\n",
               peak.name.c_str(), peak.gbs, peak.source.c_str());
   std::fflush(stdout);
-  if (model == "dense" || model == "both") {
+  if (decode && (model == "dense" || model == "both")) {
     RunModel("dense-0.5b", DenseConfig(), batches, prompt, new_tokens, peak);
   }
-  if (model == "moe" || model == "both") {
+  if (decode && (model == "moe" || model == "both")) {
     RunModel("moe-1b", MoeConfig(), batches, prompt, new_tokens, peak);
   }
+  // The training and GRPO-step parts (train_bench.h).
+  auto fill = [](CausalLM<float>* m) { FillRandom(m, 1); };
+  if (model == "dense" || model == "both") {
+    bench::RunTrainBench("dense-0.5b", DenseConfig(), fill, train);
+  }
+  if (model == "moe" || model == "both") bench::RunTrainBench("moe-1b", MoeConfig(), fill, train);
   return 0;
 }
 
