@@ -15,7 +15,7 @@
 # Assumptions: the GPU machine has the build dependencies of tools/bootstrap.sh and nvcc in
 # /usr/local/cuda, and no network: torch is never installed here; without it the table shows
 # rlvr's numbers only. Budget on an H100: build ~3-4 min on 16 cores (ccache helps), cuda_bench
-# ~1-2 min, torch eager ~2-3 min, torch.compile of the dense decode ~1-2 min; --quick runs
+# ~2-4 min (decode with and without CUDA graphs), torch eager ~2-3 min, torch.compile of the dense decode ~1-2 min; --quick runs
 # batches 1 and 64 with 64 new tokens and no torch.compile.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -103,15 +103,19 @@ def ratio(a, b):
 def num(x):
     return f"{x:10.0f}" if x else "         -"
 
-print(f"\n{'model':<11} {'case':<8} {'B':>4} {'rlvr tok/s':>10} {'roofline':>8} "
+print(f"\n{'model':<11} {'case':<14} {'B':>4} {'rlvr tok/s':>10} {'roofline':>8} "
       f"{'eager tok/s':>11} {'vs eager':>8} {'compile tok/s':>13} {'vs compile':>10}")
 for r in rlvr:
     if r.get("case") not in ("decode", "prefill"):
         continue
+    # Prefill never uses CUDA graphs: its row from the run without them is a repeat.
+    if r["case"] == "prefill" and r.get("graphs") is False:
+        continue
+    label = r["case"] + ("/nograph" if r.get("graphs") is False else "")
     eager = tv.get((r["case"], "torch_eager", r["model"], r["batch"]))
     comp = tv.get((r["case"], "torch_compile", r["model"], r["batch"]))
     roof = f"{100 * r['roofline_frac']:7.1f}%" if "roofline_frac" in r else "       -"
-    print(f"{r['model']:<11} {r['case']:<8} {r['batch']:>4} {r['tokens_per_s']:10.0f} {roof} "
+    print(f"{r['model']:<11} {label:<14} {r['batch']:>4} {r['tokens_per_s']:10.0f} {roof} "
           f"{num(eager):>11} {ratio(r['tokens_per_s'], eager):>8} {num(comp):>13} "
           f"{ratio(r['tokens_per_s'], comp):>10}")
 print("\nratios: rlvr tokens/s over PyTorch tokens/s (> 1: rlvr faster); roofline: decode HBM "
