@@ -1,13 +1,15 @@
 // Decode and prefill throughput of CudaCausalLm (policy/model/cuda_model.h) on one GPU, for a
 // ~0.5B dense config and a ~1B-total MoE config with random weights. One JSON object per line:
 //   {"case":"device", "name", "peak_gbs", "peak_source"}
-//   {"case":"prefill", "model", "batch", "prompt", "tokens_per_s", "seconds"}
-//   {"case":"decode", "model", "batch", "prompt", "new", "tokens_per_s", "step_ms",
+//   {"case":"prefill", "model", "graphs", "batch", "prompt", "tokens_per_s", "seconds"}
+//   {"case":"decode", "model", "graphs", "batch", "prompt", "new", "tokens_per_s", "step_ms",
 //    "gbytes_per_step", "achieved_gbs", "roofline_frac"}
 // Decode: `batch` sequences are prefilled with random `prompt`-token prompts (one Prefill call
-// per sequence; that phase is the prefill measurement), then after one untimed step, `new`
-// greedy steps of the whole batch (DecodeStepGreedy: argmax on the device, B ids back per step)
-// are timed.
+// per sequence; that phase is the prefill measurement), then after two untimed steps (the first
+// runs eagerly, the second captures the CUDA graph of the step), `new` greedy steps of the whole
+// batch (DecodeStepGreedy: argmax on the device, B ids back per step) are timed. Each model runs
+// once with decode CUDA graphs ("graphs":true, CudaKvOptions::use_graphs) and once without
+// (--graphs on|off|both, default both).
 // Roofline: bytes a step must read from HBM at least = the bf16 weights it touches (every
 // matrix of a dense model, the LM head; for MoE layers the router, attention and the experts
 // expected to be hit: E (1 - (1 - K/E)^B) of E under uniform routing) + the KV cache read by
@@ -17,7 +19,8 @@
 // or --peak-gbs.
 //
 //   cuda_bench [--model dense|moe|both] [--batches 1,64,256] [--prompt 128] [--new 128]
-//              [--peak-gbs 3350] [--suite decode,train,grpo] [training / GRPO flags]
+//              [--peak-gbs 3350] [--graphs on|off|both] [--suite decode,train,grpo]
+//              [training / GRPO flags]
 // --suite picks the parts (default all three); the training and GRPO-step parts and their flags
 // are in train_bench.{h,cc}.
 #include <cuda_runtime.h>
@@ -172,19 +175,21 @@ double KvBytesPerPosition(const ModelConfig& c) {
 }
 
 void RunModel(const std::string& name, const ModelConfig& config, const std::vector<int64_t>& batches,
-              int64_t prompt, int64_t new_tokens, const Peak& peak) {
-  std::fprintf(stderr, "cuda_bench: %s: %.3fB parameters, building...\n", name.c_str(),
-               config.NumParameters() / 1e9);
+              int64_t prompt, int64_t new_tokens, const Peak& peak, bool graphs) {
+  std::fprintf(stderr, "cuda_bench: %s: %.3fB parameters, graphs %s, building...\n", name.c_str(),
+               config.NumParameters() / 1e9, graphs ? "on" : "off");
   auto cpu = Must(CausalLM<float>::Create(config), "model");
   FillRandom(cpu.get(), 1);
   int64_t max_b = 1;
   for (int64_t b : batches) max_b = std::max(max_b, b);
   policy::CudaKvOptions kv;
   kv.block_size = 16;
-  // + 1: one untimed decode step per batch (cuBLASLt picks its algorithms for the new shapes).
-  kv.max_blocks_per_seq = (prompt + 1 + new_tokens + kv.block_size - 1) / kv.block_size;
+  // + 2: two untimed decode steps per batch (cuBLASLt picks its algorithms for the new shapes;
+  // the graph of the step is captured).
+  kv.max_blocks_per_seq = (prompt + 2 + new_tokens + kv.block_size - 1) / kv.block_size;
   kv.max_seqs = max_b;
   kv.num_blocks = max_b * kv.max_blocks_per_seq;
+  kv.use_graphs = graphs;
   auto gpu = Must(CudaCausalLm::Create(*cpu, kv), "CudaCausalLm::Create");
   cpu.reset();  // free the host copy
   std::mt19937_64 rng(7);
@@ -211,9 +216,10 @@ void RunModel(const std::string& name, const ModelConfig& config, const std::vec
     Must(kernels::cuda::Synchronize(), "sync");
     const double prefill_s = Now() - t0;
     std::printf(
-        "{\"case\":\"prefill\",\"model\":\"%s\",\"batch\":%lld,\"prompt\":%lld,"
-        "\"tokens_per_s\":%.1f,\"seconds\":%.4f}\n",
-        name.c_str(), static_cast<long long>(B), static_cast<long long>(prompt),
+        "{\"case\":\"prefill\",\"model\":\"%s\",\"graphs\":%s,\"batch\":%lld,"
+        "\"prompt\":%lld,\"tokens_per_s\":%.1f,\"seconds\":%.4f}\n",
+        name.c_str(), graphs ? "true" : "false", static_cast<long long>(B),
+        static_cast<long long>(prompt),
         B * prompt / prefill_s, prefill_s);
     std::fflush(stdout);
     std::vector<int64_t> seqs(static_cast<size_t>(B));
@@ -222,23 +228,26 @@ void RunModel(const std::string& name, const ModelConfig& config, const std::vec
       seqs[b] = b;
       ids[b] = tok(rng);
     }
-    Must(gpu->DecodeStepGreedy(seqs.data(), ids.data(), B, ids.data()), "warm-up step");
+    for (int i = 0; i < 2; ++i) {
+      Must(gpu->DecodeStepGreedy(seqs.data(), ids.data(), B, ids.data()), "warm-up step");
+    }
     double bytes = 0;
     t0 = Now();
     for (int64_t step = 0; step < new_tokens; ++step) {
       Must(gpu->DecodeStepGreedy(seqs.data(), ids.data(), B, ids.data()), "decode step");
-      // Context read by this step: positions 0..prompt+1+step of every sequence.
+      // Context read by this step: positions 0..prompt+2+step of every sequence.
       bytes += WeightBytesPerStep(config, B) +
-               static_cast<double>(B) * (prompt + step + 2) * KvBytesPerPosition(config);
+               static_cast<double>(B) * (prompt + step + 3) * KvBytesPerPosition(config);
     }
     const double decode_s = Now() - t0;
     const double gbs = bytes / decode_s / 1e9;
     std::printf(
-        "{\"case\":\"decode\",\"model\":\"%s\",\"batch\":%lld,\"prompt\":%lld,\"new\":%lld,"
+        "{\"case\":\"decode\",\"model\":\"%s\",\"graphs\":%s,\"batch\":%lld,\"prompt\":%lld,\"new\":%lld,"
         "\"tokens_per_s\":%.1f,\"step_ms\":%.4f,\"gbytes_per_step\":%.4f,\"achieved_gbs\":%.1f,"
         "\"roofline_frac\":%.4f}\n",
-        name.c_str(), static_cast<long long>(B), static_cast<long long>(prompt),
-        static_cast<long long>(new_tokens), B * new_tokens / decode_s,
+        name.c_str(), graphs ? "true" : "false", static_cast<long long>(B),
+        static_cast<long long>(prompt), static_cast<long long>(new_tokens),
+        B * new_tokens / decode_s,
         1e3 * decode_s / new_tokens, bytes / new_tokens / 1e9, gbs, gbs / peak.gbs);
     std::fflush(stdout);
     for (int64_t b = 0; b < B; ++b) gpu->ReleaseSequence(b);
@@ -252,6 +261,7 @@ int Main(int argc, char** argv) {
   double peak_gbs = 0;
   bool decode = true;
   bench::TrainBenchOptions train;  // the training / GRPO parts (train_bench.h)
+  std::string graphs = "both";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -281,6 +291,9 @@ int Main(int argc, char** argv) {
     } else if (a == "--peak-gbs") {
       const std::string s = value();
       if (!absl::SimpleAtod(s, &peak_gbs) || peak_gbs <= 0) Die("--peak-gbs: bad value " + s);
+    } else if (a == "--graphs") {
+      graphs = value();
+      if (graphs != "on" && graphs != "off" && graphs != "both") Die("--graphs on|off|both");
     } else if (a == "--suite") {
       decode = train.train = train.grpo = false;
       for (absl::string_view p : absl::StrSplit(value(), ',')) {
@@ -297,7 +310,7 @@ int Main(int argc, char** argv) {
     } else if (bench::ParseTrainFlag(a, value, &train)) {
     } else {
       Die("unknown flag " + a +
-          " (flags: --model, --batches, --prompt, --new, --peak-gbs, --suite, " +
+          " (flags: --model, --batches, --prompt, --new, --peak-gbs, --graphs, --suite, " +
           bench::TrainFlagsHelp() + ")");
     }
   }
@@ -309,11 +322,16 @@ int Main(int argc, char** argv) {
   std::printf("{\"case\":\"device\",\"name\":\"%s\",\"peak_gbs\":%.1f,\"peak_source\":\"%s\"}\n",
               peak.name.c_str(), peak.gbs, peak.source.c_str());
   std::fflush(stdout);
-  if (decode && (model == "dense" || model == "both")) {
-    RunModel("dense-0.5b", DenseConfig(), batches, prompt, new_tokens, peak);
-  }
-  if (decode && (model == "moe" || model == "both")) {
-    RunModel("moe-1b", MoeConfig(), batches, prompt, new_tokens, peak);
+  std::vector<bool> graph_modes;
+  if (graphs != "off") graph_modes.push_back(true);
+  if (graphs != "on") graph_modes.push_back(false);
+  for (bool g : graph_modes) {
+    if (decode && (model == "dense" || model == "both")) {
+      RunModel("dense-0.5b", DenseConfig(), batches, prompt, new_tokens, peak, g);
+    }
+    if (decode && (model == "moe" || model == "both")) {
+      RunModel("moe-1b", MoeConfig(), batches, prompt, new_tokens, peak, g);
+    }
   }
   // The training and GRPO-step parts (train_bench.h).
   auto fill = [](CausalLM<float>* m) { FillRandom(m, 1); };

@@ -20,9 +20,10 @@
 # Assumptions: the GPU machine has the build dependencies of tools/bootstrap.sh and nvcc in
 # /usr/local/cuda, and no network: torch is never installed here; without it the table shows
 # rlvr's numbers only. Budget on an H100 (estimates, never measured): build ~3-4 min on 16 cores
-# (ccache helps); decode: cuda_bench ~1-2 min, torch eager ~2-3 min, torch.compile of the dense
-# decode ~1-2 min; train + grpo: ~1 min rlvr (model uploads included), ~2-4 min torch (the
-# eager MoE GRPO step is the slow part, torch.compile of the dense training step ~1 min).
+# (ccache helps); decode: cuda_bench ~2-4 min (with and without CUDA graphs), torch eager ~2-3
+# min, torch.compile of the dense decode ~1-2 min; train + grpo: ~1 min rlvr (model uploads
+# included), ~2-4 min torch (the eager MoE GRPO step is the slow part, torch.compile of the
+# dense training step ~1 min).
 # --quick: decode batches 1 and 64 with 64 new tokens, 3 training steps after 1 warm-up, GRPO
 # with 64 new tokens, no torch.compile. If the whole run does not fit one 10-minute device call,
 # use --build-only first, then --suite decode and --suite train,grpo in separate calls.
@@ -133,13 +134,17 @@ def num(x):
 
 rdec = [r for r in rlvr if r.get("case") in ("decode", "prefill")]
 if rdec:
-    print(f"\n{'model':<11} {'case':<8} {'B':>4} {'rlvr tok/s':>10} {'roofline':>8} "
+    print(f"\n{'model':<11} {'case':<14} {'B':>4} {'rlvr tok/s':>10} {'roofline':>8} "
           f"{'eager tok/s':>11} {'vs eager':>8} {'compile tok/s':>13} {'vs compile':>10}")
 for r in rdec:
+    # Prefill never uses CUDA graphs: its row from the run without them is a repeat.
+    if r["case"] == "prefill" and r.get("graphs") is False:
+        continue
+    label = r["case"] + ("/nograph" if r.get("graphs") is False else "")
     eager = tv.get((r["case"], "torch_eager", r["model"], r["batch"]))
     comp = tv.get((r["case"], "torch_compile", r["model"], r["batch"]))
     roof = f"{100 * r['roofline_frac']:7.1f}%" if "roofline_frac" in r else "       -"
-    print(f"{r['model']:<11} {r['case']:<8} {r['batch']:>4} {r['tokens_per_s']:10.0f} {roof} "
+    print(f"{r['model']:<11} {label:<14} {r['batch']:>4} {r['tokens_per_s']:10.0f} {roof} "
           f"{num(eager):>11} {ratio(r['tokens_per_s'], eager):>8} {num(comp):>13} "
           f"{ratio(r['tokens_per_s'], comp):>10}")
 if rdec:

@@ -23,6 +23,15 @@ using Stream = void*;
 // Waits for all work on `stream`.
 absl::Status Synchronize(Stream stream = nullptr);
 
+// A new stream that does not synchronize with the legacy default stream
+// (cudaStreamNonBlocking): work on it is ordered only with other work on it (and with explicit
+// synchronization). Stream capture (kernels/cuda/graph.h) needs such a stream. Release it with
+// StreamDestroy.
+absl::StatusOr<Stream> StreamCreate();
+// Destroys a stream from StreamCreate; work already enqueued on it still completes. nullptr is a
+// no-op.
+void StreamDestroy(Stream stream);
+
 // True if this build has the CUDA backend (whether or not a GPU is present).
 bool BuiltWithCuda();
 // Number of visible devices; 0 (OK) if the build has CUDA but the machine has no GPU.
@@ -33,11 +42,16 @@ absl::StatusOr<void*> Malloc(size_t bytes);
 void Free(void* ptr);
 // Zero `bytes` bytes at device pointer `ptr`.
 absl::Status Memset0(void* ptr, size_t bytes);
-// Blocking copies.
+// Blocking copies (on the legacy default stream; not allowed while a stream is being captured).
 absl::Status CopyToDevice(void* dst, const void* src, size_t bytes);
 absl::Status CopyToHost(void* dst, const void* src, size_t bytes);
 // Device-to-device copy of `bytes` bytes, asynchronous on `stream`.
 absl::Status CopyOnDevice(void* dst, const void* src, size_t bytes, Stream stream = nullptr);
+// Copies enqueued on `stream` (cudaMemcpyAsync), ordered with the kernels on it. The host buffer
+// must stay valid and unchanged until the stream is synchronized (with pageable host memory the
+// runtime may still read or write it after the call returns). bytes == 0 is a no-op.
+absl::Status CopyToDeviceAsync(void* dst, const void* src, size_t bytes, Stream stream);
+absl::Status CopyToHostAsync(void* dst, const void* src, size_t bytes, Stream stream);
 
 // out[i] = silu(gate[i]) * up[i] on device pointers, n elements (f32); synchronizes.
 absl::Status SwigluForwardF32(const float* gate, const float* up, int64_t n, float* out);

@@ -14,6 +14,18 @@ absl::Status Synchronize(Stream stream) {
   return CudaStatus(cudaStreamSynchronize(AsCudaStream(stream)), "cudaStreamSynchronize");
 }
 
+absl::StatusOr<Stream> StreamCreate() {
+  cudaStream_t s = nullptr;
+  absl::Status st = FromCuda(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking),
+                             "cudaStreamCreateWithFlags(cudaStreamNonBlocking)");
+  if (!st.ok()) return st;
+  return static_cast<Stream>(s);
+}
+
+void StreamDestroy(Stream stream) {
+  if (stream != nullptr) cudaStreamDestroy(AsCudaStream(stream));
+}
+
 bool BuiltWithCuda() { return true; }
 
 absl::StatusOr<int> DeviceCount() {
@@ -53,6 +65,20 @@ absl::Status CopyOnDevice(void* dst, const void* src, size_t bytes, Stream strea
   return FromCuda(
       cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, AsCudaStream(stream)),
       "cudaMemcpyAsync D2D");
+}
+
+absl::Status CopyToDeviceAsync(void* dst, const void* src, size_t bytes, Stream stream) {
+  if (bytes == 0) return absl::OkStatus();
+  return FromCuda(
+      cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, AsCudaStream(stream)),
+      "cudaMemcpyAsync H2D");
+}
+
+absl::Status CopyToHostAsync(void* dst, const void* src, size_t bytes, Stream stream) {
+  if (bytes == 0) return absl::OkStatus();
+  return FromCuda(
+      cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, AsCudaStream(stream)),
+      "cudaMemcpyAsync D2H");
 }
 
 }  // namespace rlvr::kernels::cuda

@@ -41,7 +41,8 @@ namespace rlvr::kernels::cuda {
 // beta == 0 ignores C's prior contents (NaNs included). M or N == 0 is a no-op; K == 0 gives
 // C = beta * C. Runs cuBLASLt (the row-major product is the column-major C^T = op(B)^T op(A)^T)
 // with one handle per device, created on first use, and one 32 MiB workspace per (device,
-// stream) pair; both live until the process exits. Thread-safe: any thread, any stream (two
+// stream) pair; the handle lives until the process exits, a workspace until then or until
+// ReleaseGemmWorkspace(stream). Thread-safe: any thread, any stream (two
 // threads must not share one stream concurrently, as with any CUDA work). The algorithm chosen
 // by cuBLASLt's heuristic is cached per shape, dtype and pointer alignment. Pointers need only
 // element alignment (sub-matrices at any offset are fine).
@@ -52,6 +53,13 @@ namespace rlvr::kernels::cuda {
 //   kBf16     operands rounded to bf16, fp32 accumulation (CUBLAS_COMPUTE_32F_FAST_16BF): the
 //             semantics of kernels::MatmulPrecision::kBf16.
 enum class GemmPrecision { kHighest, kTf32, kBf16 };
+
+// Frees the workspace the GEMMs allocated for `stream` on the current device, if any: call it
+// before destroying a stream from StreamCreate that ran GEMMs (and after destroying every CUDA
+// graph that captured them: the graphs hold the workspace's address), else its 32 MiB stay
+// allocated until the process exits. Waits for the device (cudaFree). Not to be called while
+// another thread runs GEMMs on the same stream.
+void ReleaseGemmWorkspace(Stream stream);
 
 // A, B, C fp32.
 absl::Status GemmF32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,

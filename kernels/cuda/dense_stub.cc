@@ -7,6 +7,7 @@ namespace {
 absl::Status NoCuda() { return absl::UnimplementedError("built without CUDA"); }
 }  // namespace
 
+void ReleaseGemmWorkspace(Stream) {}
 absl::Status GemmF32(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
                      const float*, int64_t, float, float*, int64_t, GemmPrecision, Stream) {
   return NoCuda();

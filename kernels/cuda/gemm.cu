@@ -74,6 +74,28 @@ absl::Status GetHandleAndWorkspace(int device, void* stream, cublasLtHandle_t* h
   return absl::OkStatus();
 }
 
+}  // namespace
+
+void ReleaseGemmWorkspace(Stream stream) {
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) {
+    cudaGetLastError();
+    return;
+  }
+  void* ptr = nullptr;
+  {
+    LtState& s = State();
+    std::lock_guard<std::mutex> lock(s.mu);
+    auto w = s.workspaces.find({device, stream});
+    if (w == s.workspaces.end()) return;
+    ptr = w->second;
+    s.workspaces.erase(w);
+  }
+  cudaFree(ptr);
+}
+
+namespace {
+
 // Largest power of two (<= 256) dividing the address and, for batched products, the stride.
 int64_t AlignmentBytes(const void* p, int64_t stride_bytes) {
   uint64_t bits = reinterpret_cast<uintptr_t>(p) | static_cast<uint64_t>(stride_bytes) | 256u;

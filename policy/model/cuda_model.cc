@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
+#include <map>
 #include <string>
 #include <utility>
 
@@ -13,6 +15,7 @@
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/cuda.h"
 #include "kernels/cuda/dense.h"
+#include "kernels/cuda/graph.h"
 #include "kernels/cuda/model_glue.h"
 #include "kernels/cuda/moe.h"
 
@@ -226,6 +229,34 @@ struct CudaCausalLm::Impl {
   void* decode_ws = nullptr;
 
   std::vector<int32_t> host_io;
+
+  // Execution: every launch and copy of this object goes on `stream` (created non-blocking in
+  // Create, destroyed last). Decode steps replay CUDA graphs when use_graphs, one per
+  // (batch size, greedy) key: `warm` after the first, eager, run of a key; `exec` once the
+  // second run captured it. Dropped (DropGraphs) whenever the scratch is reallocated, since the
+  // graphs hold its addresses.
+  struct DecodeGraph {
+    bool warm = false;
+    cu::GraphExec exec = nullptr;
+  };
+  cu::Stream stream = nullptr;
+  bool use_graphs = true;
+  std::map<std::pair<int64_t, bool>, DecodeGraph> graphs;
+  int64_t graph_captures = 0, graph_launches = 0;
+
+  void DropGraphs() {
+    for (auto& [key, g] : graphs) cu::DestroyGraph(g.exec);
+    graphs.clear();
+  }
+  ~Impl() {
+    if (stream != nullptr) (void)cu::Synchronize(stream);  // nothing may still use the buffers
+    DropGraphs();
+    if (stream != nullptr) {
+      cu::ReleaseGemmWorkspace(stream);
+      cu::StreamDestroy(stream);
+    }
+    // The device buffers (DevicePtr members) are freed after this body.
+  }
 };
 
 CudaCausalLm::CudaCausalLm(const ModelConfig& config, const CudaKvOptions& kv)
@@ -289,6 +320,8 @@ absl::StatusOr<std::unique_ptr<CudaCausalLm>> CudaCausalLm::Create(const CausalL
   std::unique_ptr<CudaCausalLm> m(new CudaCausalLm(c, kv));
   m->active_vocab_ = model.active_vocab();
   Impl& im = *m->impl_;
+  RLVR_ASSIGN_OR_RETURN(im.stream, cu::StreamCreate(), "CUDA model");
+  im.use_graphs = kv.use_graphs;
   const int64_t C = c.hidden_size, V = c.vocab_size, H = c.num_attention_heads,
                 Hkv = c.num_key_value_heads, D = c.head_dim, L = c.num_hidden_layers;
   auto P = [&](const std::string& name) -> const float* {
@@ -377,8 +410,11 @@ absl::StatusOr<std::unique_ptr<CudaCausalLm>> CudaCausalLm::Create(const CausalL
     }
   }
   RLVR_ASSIGN_OR_RETURN(im.weights, Alloc(st.size(), "weights"));
-  RLVR_RETURN_IF_ERROR(cu::CopyToDevice(im.weights.get(), st.data(), st.size()),
+  // On the model's stream (a non-blocking stream is not ordered after the legacy stream's
+  // copies), then waited for: `st` is freed when Create returns.
+  RLVR_RETURN_IF_ERROR(cu::CopyToDeviceAsync(im.weights.get(), st.data(), st.size(), im.stream),
                        "CUDA model: weight upload");
+  RLVR_RETURN_IF_ERROR(cu::Synchronize(im.stream), "CUDA model: weight upload");
   m->weight_bytes_ = static_cast<int64_t>(st.size());
   const uint8_t* base = static_cast<const uint8_t*>(im.weights.get());
   auto F = [&](size_t off) {
@@ -462,6 +498,8 @@ absl::Status EnsureScratch(const ModelConfig& c, const KvBlockTable& table, int6
                egu = cv.Add(N * K * 2 * Ie * 2), eact = cv.Add(N * K * Ie * 2),
                ye = cv.Add(N * K * C * 2), ymoe = cv.Add(N * C * 2),
                lg = cv.Add(head_rows * V * 4), am = cv.Add(head_rows * 4), dws = cv.Add(ws);
+  // The cached decode graphs point into the old scratch.
+  im->DropGraphs();
   im->scratch.reset();
   im->rows = 0;
   RLVR_ASSIGN_OR_RETURN(im->scratch, Alloc(cv.size, "activations"));
@@ -511,16 +549,21 @@ struct AttnMode {
 absl::Status DenseMlp(const CudaCausalLm::Impl& im, const uint16_t* w_gu, const uint16_t* w_down,
                       int64_t N, int64_t C, int64_t I) {
   RLVR_RETURN_IF_ERROR(cu::GemmBf16(false, true, N, 2 * I, C, 1.f, im.hn, C, w_gu, C, 0.f, im.gu,
-                                    2 * I),
+                                    2 * I, im.stream),
                        "mlp gate|up");
-  RLVR_RETURN_IF_ERROR(cu::SwigluPairedF32ToBf16(im.gu, N, I, im.act));
-  return cu::GemmBf16(false, true, N, C, I, 1.f, im.act, I, w_down, I, 1.f, im.x, C);
+  RLVR_RETURN_IF_ERROR(cu::SwigluPairedF32ToBf16(im.gu, N, I, im.act, im.stream));
+  return cu::GemmBf16(false, true, N, C, I, 1.f, im.act, I, w_down, I, 1.f, im.x, C, im.stream);
 }
 
 }  // namespace
 
 // Runs every layer on the rows whose ids and positions are in im.io (ids [N], positions [N],
-// block table [B, max_blocks] after them), leaving the residual stream in im.x.
+// block table [B, max_blocks] after them), leaving the residual stream in im.x. Enqueues only
+// (on im.stream; no copy, no synchronization), and every launch's arguments depend only on
+// the config, the pool's sizes, the scratch addresses and mode.B / mode.T, never on the
+// contents of im.io: a decode step captured as a CUDA graph is valid for every length and
+// block table. (AttentionDecodeBf16's split count depends on B * H and the capacity
+// max_blocks * block_size, not on the lengths; it reads positions from im.io on the device.)
 static absl::Status RunLayers(const ModelConfig& c, const KvBlockTable& table,
                               const CudaCausalLm::Impl& im, const AttnMode& mode) {
   const int64_t N = mode.B * mode.T;
@@ -531,16 +574,17 @@ static absl::Status RunLayers(const ModelConfig& c, const KvBlockTable& table,
   const int32_t* ids = im.io;
   const int32_t* positions = im.io + N;
   const int32_t* block_table = im.io + 2 * N;
-  RLVR_RETURN_IF_ERROR(cu::BuildRopeTableF32(positions, N, D, c.rope_theta, im.cos, im.sin));
-  RLVR_RETURN_IF_ERROR(cu::EmbeddingForwardF32(ids, im.embed, N, V, C, im.x));
+  const cu::Stream s = im.stream;
+  RLVR_RETURN_IF_ERROR(cu::BuildRopeTableF32(positions, N, D, c.rope_theta, im.cos, im.sin, s));
+  RLVR_RETURN_IF_ERROR(cu::EmbeddingForwardF32(ids, im.embed, N, V, C, im.x, s));
   for (size_t l = 0; l < im.layers.size(); ++l) {
     const CudaCausalLm::Impl::Layer& w = im.layers[l];
-    RLVR_RETURN_IF_ERROR(cu::RmsNormF32ToBf16(im.x, w.in_norm, N, C, eps, im.hn));
+    RLVR_RETURN_IF_ERROR(cu::RmsNormF32ToBf16(im.x, w.in_norm, N, C, eps, im.hn, s));
     RLVR_RETURN_IF_ERROR(
-        cu::GemmBf16(false, true, N, QKV, C, 1.f, im.hn, C, w.wqkv, C, 0.f, im.qkv, QKV),
+        cu::GemmBf16(false, true, N, QKV, C, 1.f, im.hn, C, w.wqkv, C, 0.f, im.qkv, QKV, s),
         "layer ", l, " qkv");
     RLVR_RETURN_IF_ERROR(cu::QkvPrepare(im.qkv, w.qkv_bias, w.q_norm, w.k_norm, eps, im.cos,
-                                        im.sin, N, H, Hkv, D, im.q, im.k, im.v));
+                                        im.sin, N, H, Hkv, D, im.q, im.k, im.v, s));
     if (mode.write_kv || mode.decode) {
       const int64_t layer_elems = im.pool_blocks * table.block_size() * Hkv * D;
       cu::PagedKv<uint16_t> pool;
@@ -552,27 +596,29 @@ static absl::Status RunLayers(const ModelConfig& c, const KvBlockTable& table,
       pool.block_table = block_table;
       pool.max_blocks = table.max_blocks_per_seq();
       RLVR_RETURN_IF_ERROR(
-          cu::KvCacheWriteBf16(im.k, im.v, positions, mode.B, mode.T, Hkv, D, pool), "layer ", l,
-          " KV write");
+          cu::KvCacheWriteBf16(im.k, im.v, positions, mode.B, mode.T, Hkv, D, pool, s), "layer ",
+          l, " KV write");
       if (mode.decode) {
         cu::PagedKv<const uint16_t> rd{pool.k,          pool.v,          pool.num_blocks,
                                        pool.block_size, pool.block_stride, pool.block_table,
                                        pool.max_blocks};
         RLVR_RETURN_IF_ERROR(cu::AttentionDecodeBf16(im.q, positions, mode.B, 1, H, Hkv, D, scale,
-                                                     rd, im.o, im.decode_ws, im.decode_ws_bytes),
+                                                     rd, im.o, im.decode_ws, im.decode_ws_bytes,
+                                                     s),
                              "layer ", l, " decode attention");
       }
     }
     if (!mode.decode) {
       RLVR_RETURN_IF_ERROR(cu::AttentionForwardBf16(im.q, im.k, im.v, mode.B, mode.T, H, Hkv, D,
-                                                    scale, im.o, im.lse),
+                                                    scale, im.o, im.lse, /*seg_start=*/nullptr,
+                                                    s),
                            "layer ", l, " attention");
     }
     RLVR_RETURN_IF_ERROR(
-        cu::GemmBf16(false, true, N, C, H * D, 1.f, im.o, H * D, w.wo, H * D, 1.f, im.x, C),
+        cu::GemmBf16(false, true, N, C, H * D, 1.f, im.o, H * D, w.wo, H * D, 1.f, im.x, C, s),
         "layer ", l, " o_proj");
-    if (w.o_bias != nullptr) RLVR_RETURN_IF_ERROR(cu::AddRowBiasF32(w.o_bias, N, C, im.x));
-    RLVR_RETURN_IF_ERROR(cu::RmsNormF32ToBf16(im.x, w.post_norm, N, C, eps, im.hn));
+    if (w.o_bias != nullptr) RLVR_RETURN_IF_ERROR(cu::AddRowBiasF32(w.o_bias, N, C, im.x, s));
+    RLVR_RETURN_IF_ERROR(cu::RmsNormF32ToBf16(im.x, w.post_norm, N, C, eps, im.hn, s));
     if (!w.moe) {
       RLVR_RETURN_IF_ERROR(DenseMlp(im, w.gu, w.down, N, C, c.intermediate_size), "layer ", l,
                            " mlp");
@@ -580,22 +626,22 @@ static absl::Status RunLayers(const ModelConfig& c, const KvBlockTable& table,
     }
     const int64_t E = c.num_experts, K = c.num_experts_per_tok, Ie = c.moe_intermediate_size;
     RLVR_RETURN_IF_ERROR(
-        cu::GemmBf16(false, true, N, E, C, 1.f, im.hn, C, w.router, C, 0.f, im.rlogits, E),
+        cu::GemmBf16(false, true, N, E, C, 1.f, im.hn, C, w.router, C, 0.f, im.rlogits, E, s),
         "layer ", l, " router");
     RLVR_RETURN_IF_ERROR(cu::MoeRouterTopK(im.rlogits, N, E, K, c.norm_topk_prob,
                                            c.routed_scaling_factor, im.probs, im.topk_e,
-                                           im.topk_w));
-    RLVR_RETURN_IF_ERROR(cu::MoePermute(im.topk_e, N, K, E, im.offset, im.order, im.slot));
-    RLVR_RETURN_IF_ERROR(cu::MoeGatherRowsBf16(im.hn, im.order, N, K, C, im.xe));
+                                           im.topk_w, s));
+    RLVR_RETURN_IF_ERROR(cu::MoePermute(im.topk_e, N, K, E, im.offset, im.order, im.slot, s));
+    RLVR_RETURN_IF_ERROR(cu::MoeGatherRowsBf16(im.hn, im.order, N, K, C, im.xe, s));
     RLVR_RETURN_IF_ERROR(
-        cu::MoeGroupedGemmBf16(im.xe, w.e_gu, im.offset, E, N * K, 2 * Ie, C, false, im.egu),
+        cu::MoeGroupedGemmBf16(im.xe, w.e_gu, im.offset, E, N * K, 2 * Ie, C, false, im.egu, s),
         "layer ", l, " experts gate|up");
-    RLVR_RETURN_IF_ERROR(cu::SwigluPairedBf16(im.egu, N * K, Ie, im.eact));
+    RLVR_RETURN_IF_ERROR(cu::SwigluPairedBf16(im.egu, N * K, Ie, im.eact, s));
     RLVR_RETURN_IF_ERROR(
-        cu::MoeGroupedGemmBf16(im.eact, w.e_down, im.offset, E, N * K, C, Ie, false, im.ye),
+        cu::MoeGroupedGemmBf16(im.eact, w.e_down, im.offset, E, N * K, C, Ie, false, im.ye, s),
         "layer ", l, " experts down");
-    RLVR_RETURN_IF_ERROR(cu::MoeCombineBf16(im.ye, im.topk_w, im.slot, N, K, C, im.ymoe));
-    RLVR_RETURN_IF_ERROR(cu::AddBf16ToF32(im.ymoe, N * C, im.x));
+    RLVR_RETURN_IF_ERROR(cu::MoeCombineBf16(im.ye, im.topk_w, im.slot, N, K, C, im.ymoe, s));
+    RLVR_RETURN_IF_ERROR(cu::AddBf16ToF32(im.ymoe, N * C, im.x, s));
     if (w.shared_gu != nullptr) {
       RLVR_RETURN_IF_ERROR(
           DenseMlp(im, w.shared_gu, w.shared_down, N, C, c.n_shared_experts * Ie), "layer ", l,
@@ -605,39 +651,93 @@ static absl::Status RunLayers(const ModelConfig& c, const KvBlockTable& table,
   return absl::OkStatus();
 }
 
-// Uploads im.host_io (ids, positions, block table) in one copy.
+// Enqueues the upload of im.host_io (ids, positions, block table) to im.io in one copy on the
+// model's stream. host_io must not change until the stream is synchronized: every public call
+// ends with a synchronization (also when it fails after this point, see Drain).
 static absl::Status UploadIo(CudaCausalLm::Impl* im) {
-  return cu::CopyToDevice(im->io, im->host_io.data(), im->host_io.size() * sizeof(int32_t));
+  return cu::CopyToDeviceAsync(im->io, im->host_io.data(), im->host_io.size() * sizeof(int32_t),
+                               im->stream);
+}
+
+// `st`, after waiting for the work already enqueued (so that no copy still reads host_io and
+// the next call starts on an idle stream).
+static absl::Status Drain(const CudaCausalLm::Impl& im, absl::Status st) {
+  if (!st.ok()) (void)cu::Synchronize(im.stream);
+  return st;
+}
+
+// One decode step (`step` enqueues it on im->stream) through the CUDA graph cached for `key`
+// (batch size, greedy). The first run of a key is eager: it makes cuBLASLt choose and cache its
+// algorithms and allocate the stream's workspace, and loads the kernels' modules, none of which
+// may happen while capturing. The second run captures `step` (which then runs nothing) and
+// launches the graph; later runs only launch it. The caller uploaded im.io before.
+static absl::Status RunDecodeGraph(CudaCausalLm::Impl* im, std::pair<int64_t, bool> key,
+                                   const std::function<absl::Status()>& step) {
+  CudaCausalLm::Impl::DecodeGraph& g = im->graphs[key];
+  if (g.exec == nullptr) {
+    if (!g.warm) {
+      RLVR_RETURN_IF_ERROR(step());
+      g.warm = true;
+      return absl::OkStatus();
+    }
+    RLVR_ASSIGN_OR_RETURN(g.exec, cu::CaptureGraph(im->stream, step),
+                          "capturing the decode step of batch ", key.first, " as a CUDA graph");
+    ++im->graph_captures;
+  }
+  RLVR_RETURN_IF_ERROR(cu::LaunchGraph(g.exec, im->stream), "decode step of batch ", key.first);
+  ++im->graph_launches;
+  return absl::OkStatus();
+}
+
+absl::Status CudaCausalLm::HeadCompute(int64_t first_row, int64_t n, bool argmax) {
+  Impl& im = *impl_;
+  const int64_t C = config_.hidden_size, V = config_.vocab_size;
+  RLVR_RETURN_IF_ERROR(cu::RmsNormF32ToBf16(im.x + first_row * C, im.final_norm, n, C,
+                                            config_.rms_norm_eps, im.hn, im.stream));
+  RLVR_RETURN_IF_ERROR(cu::GemmBf16(false, true, n, V, C, 1.f, im.hn, C, im.lm_head, C, 0.f,
+                                    im.logits, V, im.stream),
+                       "lm_head");
+  if (argmax) {
+    RLVR_RETURN_IF_ERROR(cu::ArgmaxRows(im.logits, n, V, active_vocab_, im.argmax, im.stream));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaCausalLm::HeadFetch(int64_t n, float* logits_host, int32_t* argmax_host) {
+  Impl& im = *impl_;
+  const int64_t V = config_.vocab_size;
+  if (argmax_host != nullptr) {
+    RLVR_RETURN_IF_ERROR(Drain(im, cu::CopyToHostAsync(argmax_host, im.argmax,
+                                                       static_cast<size_t>(n) * sizeof(int32_t),
+                                                       im.stream)),
+                         "greedy ids");
+  }
+  if (logits_host != nullptr) {
+    RLVR_RETURN_IF_ERROR(
+        Drain(im, cu::CopyToHostAsync(logits_host, im.logits,
+                                      static_cast<size_t>(n * V) * sizeof(float), im.stream)),
+        "logits");
+  }
+  // Also reports an error raised inside any kernel of the call.
+  RLVR_RETURN_IF_ERROR(cu::Synchronize(im.stream));
+  if (logits_host != nullptr && active_vocab_ < V) {
+    for (int64_t r = 0; r < n; ++r) {
+      std::fill(logits_host + r * V + active_vocab_, logits_host + (r + 1) * V,
+                -std::numeric_limits<float>::infinity());
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status CudaCausalLm::Head(int64_t first_row, int64_t R, float* logits_host,
                                 int32_t* argmax_host) {
   Impl& im = *impl_;
-  const int64_t C = config_.hidden_size, V = config_.vocab_size;
+  const int64_t V = config_.vocab_size;
   for (int64_t r0 = 0; r0 < R; r0 += im.head_rows) {
     const int64_t n = std::min(im.head_rows, R - r0);
-    RLVR_RETURN_IF_ERROR(cu::RmsNormF32ToBf16(im.x + (first_row + r0) * C, im.final_norm, n, C,
-                                              config_.rms_norm_eps, im.hn));
-    RLVR_RETURN_IF_ERROR(
-        cu::GemmBf16(false, true, n, V, C, 1.f, im.hn, C, im.lm_head, C, 0.f, im.logits, V),
-        "lm_head");
-    if (argmax_host != nullptr) {
-      RLVR_RETURN_IF_ERROR(cu::ArgmaxRows(im.logits, n, V, active_vocab_, im.argmax));
-      RLVR_RETURN_IF_ERROR(
-          cu::CopyToHost(argmax_host + r0, im.argmax, static_cast<size_t>(n) * sizeof(int32_t)),
-          "greedy ids");
-    }
-    if (logits_host != nullptr) {
-      float* out = logits_host + r0 * V;
-      RLVR_RETURN_IF_ERROR(
-          cu::CopyToHost(out, im.logits, static_cast<size_t>(n * V) * sizeof(float)), "logits");
-      if (active_vocab_ < V) {
-        for (int64_t r = 0; r < n; ++r) {
-          std::fill(out + r * V + active_vocab_, out + (r + 1) * V,
-                    -std::numeric_limits<float>::infinity());
-        }
-      }
-    }
+    RLVR_RETURN_IF_ERROR(Drain(im, HeadCompute(first_row + r0, n, argmax_host != nullptr)));
+    RLVR_RETURN_IF_ERROR(HeadFetch(n, logits_host == nullptr ? nullptr : logits_host + r0 * V,
+                                   argmax_host == nullptr ? nullptr : argmax_host + r0));
   }
   return absl::OkStatus();
 }
@@ -656,9 +756,10 @@ absl::Status CudaCausalLm::Forward(const int32_t* ids, int64_t B, int64_t T,
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t t = 0; t < T; ++t) im.host_io.push_back(static_cast<int32_t>(t));
   }
-  RLVR_RETURN_IF_ERROR(UploadIo(&im));
-  RLVR_RETURN_IF_ERROR(RunLayers(config_, table_, im, {.decode = false, .write_kv = false,
-                                                       .B = B, .T = T}),
+  RLVR_RETURN_IF_ERROR(Drain(im, UploadIo(&im)), "Forward");
+  RLVR_RETURN_IF_ERROR(Drain(im, RunLayers(config_, table_, im, {.decode = false,
+                                                                 .write_kv = false, .B = B,
+                                                                 .T = T})),
                        "Forward");
   return Head(0, N, logits_host, nullptr);
 }
@@ -684,9 +785,13 @@ absl::Status CudaCausalLm::Prefill(int64_t seq, const int32_t* ids, int64_t n,
   im.host_io.assign(ids, ids + n);
   for (int64_t t = 0; t < n; ++t) im.host_io.push_back(static_cast<int32_t>(t));
   table_.AppendTableRow(seq, &im.host_io);
-  RLVR_RETURN_IF_ERROR(UploadIo(&im));
-  absl::Status st =
-      RunLayers(config_, table_, im, {.decode = false, .write_kv = true, .B = 1, .T = n});
+  absl::Status st = UploadIo(&im);
+  if (st.ok()) {
+    st = RunLayers(config_, table_, im, {.decode = false, .write_kv = true, .B = 1, .T = n});
+  }
+  // Waits in every case: the call is synchronous, and a fault inside a kernel shows here.
+  const absl::Status done = cu::Synchronize(im.stream);
+  if (st.ok()) st = done;
   if (!st.ok()) {
     table_.Release(seq);
     return absl::Status(st.code(), absl::StrCat("Prefill: ", st.message()));
@@ -713,15 +818,27 @@ absl::Status CudaCausalLm::Decode(const int64_t* seqs, const int32_t* ids, int64
                                       lengths),
                        "DecodeStep");
   Impl& im = *impl_;
-  RLVR_RETURN_IF_ERROR(EnsureScratch(config_, table_, B, &im));
+  RLVR_RETURN_IF_ERROR(EnsureScratch(config_, table_, B, &im));  // may drop the graphs
   im.host_io.assign(ids, ids + B);
   for (int64_t b = 0; b < B; ++b) im.host_io.push_back(static_cast<int32_t>(lengths[b] - 1));
   for (int64_t b = 0; b < B; ++b) table_.AppendTableRow(seqs[b], &im.host_io);
-  RLVR_RETURN_IF_ERROR(UploadIo(&im));
+  // Not part of the graph: a plain copy into the fixed im.io, ordered before the step.
+  RLVR_RETURN_IF_ERROR(Drain(im, UploadIo(&im)), "DecodeStep");
+  const bool greedy = argmax_host != nullptr;
+  // The LM head belongs to the step (and to its graph) when one pass of it covers the batch;
+  // otherwise Head runs it eagerly in chunks of head_rows after the layers.
+  const bool head_in_step = B <= im.head_rows;
+  const std::function<absl::Status()> step = [&]() -> absl::Status {
+    RLVR_RETURN_IF_ERROR(
+        RunLayers(config_, table_, im, {.decode = true, .write_kv = true, .B = B, .T = 1}));
+    if (!head_in_step) return absl::OkStatus();
+    return HeadCompute(0, B, greedy);
+  };
   RLVR_RETURN_IF_ERROR(
-      RunLayers(config_, table_, im, {.decode = true, .write_kv = true, .B = B, .T = 1}),
+      Drain(im, im.use_graphs ? RunDecodeGraph(&im, {B, greedy}, step) : step()),
       "DecodeStep");
   for (int64_t b = 0; b < B; ++b) table_.set_length(seqs[b], lengths[b]);
+  if (head_in_step) return HeadFetch(B, logits_host, argmax_host);
   return Head(0, B, logits_host, argmax_host);
 }
 
@@ -735,6 +852,9 @@ absl::Status CudaCausalLm::DecodeStepGreedy(const int64_t* seqs, const int32_t* 
   if (next_host == nullptr) return absl::InvalidArgumentError("DecodeStepGreedy: null next_host");
   return Decode(seqs, ids, B, nullptr, next_host);
 }
+
+int64_t CudaCausalLm::graph_captures() const { return impl_->graph_captures; }
+int64_t CudaCausalLm::graph_launches() const { return impl_->graph_launches; }
 
 absl::StatusOr<std::vector<int32_t>> CudaCausalLm::GreedyGenerate(
     const std::vector<int32_t>& prompt, int64_t max_new, int64_t seq) {

@@ -33,10 +33,26 @@
 // list as a sequence grows and returned by Prefill (which restarts a slot) and
 // ReleaseSequence. KvBlockTable is that host-side bookkeeping.
 //
-// Execution: everything runs on the legacy default stream (one stream); each public call ends
-// with a blocking copy of its results to the host (logits, or the greedy token ids), so calls
-// are synchronous. No CUDA graphs yet: a decode step is ~12-16 launches per layer, which bounds
-// batch-1 speed by launch latency for small models.
+// Execution: every launch and copy of one object goes on its own stream (created with
+// cudaStreamNonBlocking, so it is not serialized with the legacy default stream or with other
+// objects); each public call ends by waiting for that stream (after copying its results to the
+// host: logits, or the greedy token ids), so calls are synchronous and a fault inside a kernel
+// is reported by the call that caused it.
+// CUDA graphs (CudaKvOptions::use_graphs, default on): a decode step is ~12-16 launches per
+// layer plus cuBLASLt's host work per GEMM, which bounds batch-1 speed by launch latency for
+// small models, so DecodeStep / DecodeStepGreedy replay the step from the embedding through the
+// LM head (and the argmax, greedy) as one graph per (batch size B, greedy). Per step only the ids,
+// positions and block tables are uploaded (a copy into a fixed device buffer before the launch,
+// not part of the graph), and no launch argument depends on the lengths (the decode attention's
+// split count depends on B * H and the per-sequence capacity only), so one graph serves every
+// step of that B. The first step of a key runs eagerly (it warms cuBLASLt's algorithm cache and
+// workspace, which must not allocate during capture), the second captures and launches, later
+// ones launch. Replays run the same kernels with the same arguments in the same order as the
+// eager path, so logits and tokens are bit-identical with use_graphs on or off. A call that
+// needs more scratch rows (a larger batch, or a longer Forward / Prefill) reallocates it and
+// drops every cached graph (they hold its addresses). Batches larger than one LM-head pass
+// (head_rows: at least 256 rows, or 2^24 / V) run the head eagerly after the graphed layers.
+// Forward and Prefill always run eagerly.
 //
 // Errors: InvalidArgument naming the argument (empty ids, ids outside [0, vocab_size), a
 // position past a sequence's capacity, bad sequence slots), ResourceExhausted when the pool has
@@ -63,6 +79,7 @@ struct CudaKvOptions {
   int64_t block_size = 16;          // positions per block
   int64_t max_seqs = 1;             // sequence slots 0 .. max_seqs - 1
   int64_t max_blocks_per_seq = 64;  // block-table width: capacity per sequence in blocks
+  bool use_graphs = true;           // decode steps replay CUDA graphs (see the file comment)
 };
 
 // Host-side bookkeeping of a paged KV pool: the blocks each sequence slot holds and how many
@@ -125,6 +142,10 @@ class CudaCausalLm {
   // Device bytes of the bf16 matrices (every expert counted), the fp32 vectors and the fp32
   // embedding table.
   int64_t weight_bytes() const { return weight_bytes_; }
+  // Decode-step CUDA graphs captured, and decode steps run by replaying one, since Create (for
+  // tests and benchmarks; both stay 0 with use_graphs off).
+  int64_t graph_captures() const;
+  int64_t graph_launches() const;
 
   // Full causal forward of ids [B, T] (each row one sequence at positions 0..T-1; no KV cache
   // involved): logits_host [B*T, V] fp32 (host memory).
@@ -155,6 +176,12 @@ class CudaCausalLm {
   // The final norm and LM head over rows [first_row, first_row + R) of the residual stream of
   // the last run: logits (if logits_host, [R, V]) and/or greedy ids (if argmax_host, [R]).
   absl::Status Head(int64_t first_row, int64_t R, float* logits_host, int32_t* argmax_host);
+  // Head's pieces for one pass of at most head_rows rows: HeadCompute enqueues the final norm,
+  // the LM head GEMM into the logits scratch and (if argmax) the greedy argmax; HeadFetch copies
+  // n rows of them to the host (where not null), waits for the stream and masks ids >=
+  // active_vocab with -inf.
+  absl::Status HeadCompute(int64_t first_row, int64_t n, bool argmax);
+  absl::Status HeadFetch(int64_t n, float* logits_host, int32_t* argmax_host);
   absl::Status Decode(const int64_t* seqs, const int32_t* ids, int64_t B, float* logits_host,
                       int32_t* argmax_host);
 

@@ -7,6 +7,9 @@
 //     blocks of 8 positions so block boundaries are crossed) against the full forward of the
 //     same positions, on the GPU and on the CPU;
 //   * greedy tokens (16 new tokens) against the CPU's greedy decode;
+//   * CUDA graphs: decode with use_graphs on against off, bit for bit (logits and greedy
+//     tokens), at B = 1 and B = 3 over 20 steps crossing block boundaries, across a scratch
+//     reallocation (a larger batch after a smaller one), with the capture / replay counts;
 //   * bad input: unsupported configs, empty ids, ids >= vocab, positions past the pool, an
 //     exhausted pool. The host-side checks run without a GPU; in a build without CUDA, Create
 //     returns Unimplemented.
@@ -28,6 +31,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -179,6 +183,132 @@ INSTANTIATE_TEST_SUITE_P(Archs, CudaModelTest, ::testing::ValuesIn(Cases()),
                          [](const ::testing::TestParamInfo<ModelCase>& info) {
                            return info.param.name;
                          });
+
+// ---------------------------------------------------------------------------------------------
+// CUDA graphs: decode steps replayed from graphs against the same steps run eagerly
+// (CudaKvOptions::use_graphs off). Both paths run the same kernels with the same arguments in
+// the same order, so logits and tokens must be bit-identical, not merely close.
+
+// What one run of RunGraphScript produced.
+struct ScriptOutput {
+  std::vector<float> logits;    // every DecodeStep's [B, V] logits, concatenated
+  std::vector<int32_t> tokens;  // every greedy token
+  int64_t captures = 0, launches = 0;
+};
+
+// On a fresh model (blocks of 8 positions, capacity 64 per sequence):
+//   1. slot 0: a 2-token prompt, then 20 DecodeSteps at B = 1 (positions 2..21: the block
+//      boundaries 8 and 16 are crossed while the graph of B = 1 is replayed);
+//   2. slots 1, 2: prompts of 1 and 2 tokens; 20 DecodeSteps at B = 3 over slots 0, 1, 2
+//      (different lengths per row). The scratch had 2 rows: it is reallocated, which must drop
+//      the graph of B = 1;
+//   3. 5 DecodeSteps at B = 1 on slot 1 (the graph of B = 1 warmed and captured again, on the
+//      new scratch);
+//   4. 20 DecodeStepGreedy at B = 3 (each model feeds back its own tokens);
+//   5. GreedyGenerate of 20 tokens from a 2-token prompt in slot 0 (greedy graph of B = 1).
+// Logits buffers are poisoned with NaN before each call (an unwritten entry fails the
+// bit-for-bit comparison).
+ScriptOutput RunGraphScript(const CausalLM<float>& cpu, bool use_graphs) {
+  ScriptOutput out;
+  CudaKvOptions kv;
+  kv.num_blocks = 24;
+  kv.block_size = 8;
+  kv.max_seqs = 3;
+  kv.max_blocks_per_seq = 8;
+  kv.use_graphs = use_graphs;
+  auto made = CudaCausalLm::Create(cpu, kv);
+  EXPECT_TRUE(made.ok()) << made.status();
+  if (!made.ok()) return out;
+  CudaCausalLm& gpu = **made;
+  const int64_t V = cpu.config().vocab_size;
+  const int64_t vocab = cpu.active_vocab();
+  const std::vector<int32_t> stream = RandomIds(200, vocab, 41);  // teacher-forced ids
+  size_t next_id = 0;
+  auto ids_for = [&](int64_t B) {
+    std::vector<int32_t> ids(stream.begin() + next_id, stream.begin() + next_id + B);
+    next_id += static_cast<size_t>(B);
+    return ids;
+  };
+  auto step = [&](const std::vector<int64_t>& slots) {
+    const int64_t B = static_cast<int64_t>(slots.size());
+    const std::vector<int32_t> ids = ids_for(B);
+    std::vector<float> logits(static_cast<size_t>(B * V), std::numeric_limits<float>::quiet_NaN());
+    const absl::Status st = gpu.DecodeStep(slots.data(), ids.data(), B, logits.data());
+    EXPECT_TRUE(st.ok()) << st;
+    out.logits.insert(out.logits.end(), logits.begin(), logits.end());
+  };
+  const std::vector<int32_t> p0 = RandomIds(2, vocab, 42), p1 = RandomIds(1, vocab, 43),
+                             p2 = RandomIds(2, vocab, 44);
+  EXPECT_TRUE(gpu.Prefill(0, p0.data(), 2).ok());
+  for (int i = 0; i < 20; ++i) step({0});
+  EXPECT_TRUE(gpu.Prefill(1, p1.data(), 1).ok());
+  EXPECT_TRUE(gpu.Prefill(2, p2.data(), 2).ok());
+  for (int i = 0; i < 20; ++i) step({0, 1, 2});
+  for (int i = 0; i < 5; ++i) step({1});
+  const std::vector<int64_t> three = {0, 1, 2};
+  std::vector<int32_t> ids = ids_for(3), next(3, -1);
+  for (int i = 0; i < 20; ++i) {
+    const absl::Status st = gpu.DecodeStepGreedy(three.data(), ids.data(), 3, next.data());
+    EXPECT_TRUE(st.ok()) << st;
+    out.tokens.insert(out.tokens.end(), next.begin(), next.end());
+    ids = next;
+    std::fill(next.begin(), next.end(), -1);
+  }
+  EXPECT_EQ(gpu.kv().length(0), 2 + 20 + 20 + 20);
+  auto gen = gpu.GreedyGenerate(p0, 20, /*seq=*/0);
+  EXPECT_TRUE(gen.ok()) << gen.status();
+  if (gen.ok()) out.tokens.insert(out.tokens.end(), gen->begin(), gen->end());
+  out.captures = gpu.graph_captures();
+  out.launches = gpu.graph_launches();
+  return out;
+}
+
+TEST(CudaModelGraphs, GraphDecodeIsBitIdenticalToEager) {
+  RLVR_SKIP_WITHOUT_GPU();
+  int tested = 0;
+  for (const ModelCase& mc : Cases()) {
+    // MoE and dense layers, a shared expert, a padded vocabulary (qwen3_moe_d64_shared); GQA 4,
+    // biases, head_dim 128, an untied head (llama_d128_bias).
+    if (mc.name != "qwen3_moe_d64_shared" && mc.name != "llama_d128_bias") continue;
+    SCOPED_TRACE(mc.name);
+    ++tested;
+    auto cpu = RandomModel(mc, 51);
+    const ScriptOutput eager = RunGraphScript(*cpu, /*use_graphs=*/false);
+    const ScriptOutput graph = RunGraphScript(*cpu, /*use_graphs=*/true);
+    const int64_t V = mc.config.vocab_size;
+    ASSERT_EQ(eager.logits.size(), static_cast<size_t>((20 * 1 + 20 * 3 + 5 * 1) * V));
+    ASSERT_EQ(graph.logits.size(), eager.logits.size());
+    ASSERT_EQ(eager.tokens.size(), static_cast<size_t>(20 * 3 + 20));
+    // Not vacuous: the eager logits are finite (or -inf past active_vocab) and not all zero.
+    double scale = 0;
+    for (size_t i = 0; i < eager.logits.size(); ++i) {
+      const float x = eager.logits[i];
+      const bool masked = mc.active_vocab > 0 && static_cast<int64_t>(i) % V >= mc.active_vocab;
+      ASSERT_TRUE(masked ? std::isinf(x) : std::isfinite(x)) << "eager logit " << i << " = " << x;
+      if (!masked) scale = std::max(scale, std::abs(static_cast<double>(x)));
+    }
+    EXPECT_GT(scale, 0.0);
+    size_t mismatches = 0, first = 0;
+    for (size_t i = 0; i < eager.logits.size(); ++i) {
+      if (std::memcmp(&eager.logits[i], &graph.logits[i], sizeof(float)) != 0) {
+        if (mismatches++ == 0) first = i;
+      }
+    }
+    EXPECT_EQ(mismatches, 0u) << "first at step row " << first / V << ", id " << first % V
+                              << ": eager " << eager.logits[first] << ", graph "
+                              << graph.logits[first];
+    EXPECT_EQ(graph.tokens, eager.tokens);
+    // Graphs were really used: one capture per (B, greedy) key and phase (B = 1 twice: the
+    // reallocation dropped the first), every other step but the first of each a replay.
+    EXPECT_EQ(eager.captures, 0);
+    EXPECT_EQ(eager.launches, 0);
+    EXPECT_EQ(graph.captures, 5);
+    EXPECT_EQ(graph.launches, 19 + 19 + 4 + 19 + 18);
+  }
+  EXPECT_EQ(tested, 2);
+}
+
+TEST(CudaModelGraphs, GraphsAreOnByDefault) { EXPECT_TRUE(CudaKvOptions{}.use_graphs); }
 
 // ---------------------------------------------------------------------------------------------
 // Bad input. Host-side checks: every build, with or without a GPU.
