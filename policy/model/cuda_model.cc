@@ -535,7 +535,7 @@ static absl::Status RunLayers(const ModelConfig& c, const KvBlockTable& table,
   RLVR_RETURN_IF_ERROR(cu::EmbeddingForwardF32(ids, im.embed, N, V, C, im.x));
   for (size_t l = 0; l < im.layers.size(); ++l) {
     const CudaCausalLm::Impl::Layer& w = im.layers[l];
-    RLVR_RETURN_IF_ERROR(cu::RmsNormF32ToBf16(im.x, w.in_norm, N, C, eps, im.hn));
+    RLVR_RETURN_IF_ERROR(cu::RmsNormF32ToBf16(im.x, w.in_norm, N, C, eps, im.hn, nullptr));
     RLVR_RETURN_IF_ERROR(
         cu::GemmBf16(false, true, N, QKV, C, 1.f, im.hn, C, w.wqkv, C, 0.f, im.qkv, QKV),
         "layer ", l, " qkv");
@@ -572,7 +572,7 @@ static absl::Status RunLayers(const ModelConfig& c, const KvBlockTable& table,
         cu::GemmBf16(false, true, N, C, H * D, 1.f, im.o, H * D, w.wo, H * D, 1.f, im.x, C),
         "layer ", l, " o_proj");
     if (w.o_bias != nullptr) RLVR_RETURN_IF_ERROR(cu::AddRowBiasF32(w.o_bias, N, C, im.x));
-    RLVR_RETURN_IF_ERROR(cu::RmsNormF32ToBf16(im.x, w.post_norm, N, C, eps, im.hn));
+    RLVR_RETURN_IF_ERROR(cu::RmsNormF32ToBf16(im.x, w.post_norm, N, C, eps, im.hn, nullptr));
     if (!w.moe) {
       RLVR_RETURN_IF_ERROR(DenseMlp(im, w.gu, w.down, N, C, c.intermediate_size), "layer ", l,
                            " mlp");
@@ -617,7 +617,7 @@ absl::Status CudaCausalLm::Head(int64_t first_row, int64_t R, float* logits_host
   for (int64_t r0 = 0; r0 < R; r0 += im.head_rows) {
     const int64_t n = std::min(im.head_rows, R - r0);
     RLVR_RETURN_IF_ERROR(cu::RmsNormF32ToBf16(im.x + (first_row + r0) * C, im.final_norm, n, C,
-                                              config_.rms_norm_eps, im.hn));
+                                              config_.rms_norm_eps, im.hn, nullptr));
     RLVR_RETURN_IF_ERROR(
         cu::GemmBf16(false, true, n, V, C, 1.f, im.hn, C, im.lm_head, C, 0.f, im.logits, V),
         "lm_head");
