@@ -90,6 +90,18 @@ absl::Status MoeGatherRowsBackwardBf16(const uint16_t*, const int32_t*, int64_t,
                                        int64_t, uint16_t*, Stream) {
   return NoCuda();
 }
+absl::Status MoeGatherRowsBackwardBf16ToF32(const uint16_t*, const int32_t*, int64_t, int64_t,
+                                            int64_t, float*, Stream) {
+  return NoCuda();
+}
+absl::Status MoeGroupedGemmWeightGradBf16(const uint16_t*, const uint16_t*, const int32_t*,
+                                          int64_t, int64_t, int64_t, int64_t, float*, Stream) {
+  return NoCuda();
+}
+absl::Status MoeGroupedGemmWeightGradF32(const float*, const float*, const int32_t*, int64_t,
+                                         int64_t, int64_t, int64_t, float*, Stream) {
+  return NoCuda();
+}
 absl::Status MoeCombineF32(const float*, const float*, const int32_t*, int64_t, int64_t, int64_t,
                            float*, Stream) {
   return NoCuda();

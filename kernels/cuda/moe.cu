@@ -231,15 +231,16 @@ __global__ void GatherKernel(const T* __restrict__ x, const int32_t* __restrict_
   }
 }
 
-template <typename T>
+// T: the storage of dxe; U: the storage of dx (the same, or fp32 for a bf16 dxe).
+template <typename T, typename U = T>
 __global__ void GatherBackwardKernel(const T* __restrict__ dxe, const int32_t* __restrict__ pos,
-                                     int64_t N, int K, int64_t C, T* __restrict__ dx) {
+                                     int64_t N, int K, int64_t C, U* __restrict__ dx) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < N * C;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t n = i / C, c = i % C;
     float acc = 0.f;
     for (int k = 0; k < K; ++k) acc += ToF(dxe[static_cast<int64_t>(pos[n * K + k]) * C + c]);
-    dx[i] = FromF<T>(ToF(dx[i]) + acc);
+    dx[i] = FromF<U>(ToF(dx[i]) + acc);
   }
 }
 
@@ -360,6 +361,67 @@ __global__ void __launch_bounds__(kGemmThreads)
   }
 }
 
+// Weight gradient of the grouped GEMM: block (Kin tile blockIdx.x, Nout tile blockIdx.y, expert
+// blockIdx.z) accumulates dw[e][n0 + 64, k0 + 64] over the expert's rows, kTr at a time: the
+// chunk's dy [kTr, 64] and x [kTr, 64] are staged (zero-filled past the run / the matrix) in
+// shared memory, then thread (ty, tx) adds dy[r, ty + 16 i] * x[r, tx + 16 j] for r ascending.
+constexpr int kTr = 16;
+static_assert(kTm == 64 && kTn == 64 && kGemmThreads == 256 && kTr % 4 == 0,
+              "GroupedWeightGradKernel's staging: 256 threads = 64 columns x 4 rows");
+
+template <typename T>
+__global__ void __launch_bounds__(kGemmThreads)
+    GroupedWeightGradKernel(const T* __restrict__ dy, const T* __restrict__ x,
+                            const int32_t* __restrict__ expert_offset, int Nout, int Kin,
+                            float* __restrict__ dw) {
+  __shared__ float Ds[kTr][kTn];  // dy chunk: rows x Nout columns
+  __shared__ float Xs[kTr][kTm];  // x chunk: rows x Kin columns
+  const int e = blockIdx.z;
+  const int r_begin = expert_offset[e], r_end = expert_offset[e + 1];
+  if (r_end <= r_begin) return;  // block-uniform: no rows, dw[e] unchanged
+  const int k0 = blockIdx.x * kTm, n0 = blockIdx.y * kTn;
+  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+  float acc[4][4] = {};
+  // Staging: thread t loads column t % 64 of rows t / 64 + 4 q, q < kTr / 4, of both chunks.
+  const int cc = threadIdx.x % 64, rq = threadIdx.x / 64;
+  const bool n_ok = n0 + cc < Nout, k_ok = k0 + cc < Kin;
+  const T* dy_col = dy + n0 + cc;
+  const T* x_col = x + k0 + cc;
+  for (int r0 = r_begin; r0 < r_end; r0 += kTr) {
+#pragma unroll
+    for (int q = 0; q < kTr / 4; ++q) {
+      const int rr = rq + 4 * q, r = r0 + rr;
+      Ds[rr][cc] = r < r_end && n_ok ? ToF(dy_col[static_cast<int64_t>(r) * Nout]) : 0.f;
+      Xs[rr][cc] = r < r_end && k_ok ? ToF(x_col[static_cast<int64_t>(r) * Kin]) : 0.f;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int rr = 0; rr < kTr; ++rr) {
+      float a[4], bv[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) a[i] = Ds[rr][ty + 16 * i];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) bv[j] = Xs[rr][tx + 16 * j];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(a[i], bv[j], acc[i][j]);
+      }
+    }
+    __syncthreads();  // the chunk is overwritten next
+  }
+  float* dwe = dw + static_cast<int64_t>(e) * Nout * Kin;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int nn = n0 + ty + 16 * i;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int kk = k0 + tx + 16 * j;
+      if (nn < Nout && kk < Kin) dwe[static_cast<int64_t>(nn) * Kin + kk] += acc[i][j];
+    }
+  }
+}
+
 absl::Status CheckNK(const char* fn, int64_t N, int64_t K, int64_t C) {
   if (N < 0 || K <= 0 || K > kMaxTopK || C <= 0) {
     return Bad(fn, "N=", N, " K=", K, " C=", C, " (need N >= 0, 1 <= K <= 32, C >= 1)");
@@ -397,6 +459,39 @@ absl::Status GatherBackward(const char* fn, const T* dxe, const int32_t* pos, in
   if (!dxe || !pos || !dx) return Bad(fn, "null dxe, slot_pos or dx");
   GatherBackwardKernel<T><<<GridFor(N * C, 256), 256, 0, AsCudaStream(stream)>>>(
       dxe, pos, N, static_cast<int>(K), C, dx);
+  return LaunchStatus(fn);
+}
+
+template <typename T, typename U>
+absl::Status GatherBackwardMixed(const char* fn, const T* dxe, const int32_t* pos, int64_t N,
+                                 int64_t K, int64_t C, U* dx, Stream stream) {
+  RLVR_RETURN_IF_ERROR(CheckNK(fn, N, K, C));
+  if (N == 0) return absl::OkStatus();
+  if (!dxe || !pos || !dx) return Bad(fn, "null dxe, slot_pos or dx");
+  GatherBackwardKernel<T, U><<<GridFor(N * C, 256), 256, 0, AsCudaStream(stream)>>>(
+      dxe, pos, N, static_cast<int>(K), C, dx);
+  return LaunchStatus(fn);
+}
+
+template <typename T>
+absl::Status GroupedWeightGrad(const char* fn, const T* dy, const T* x,
+                               const int32_t* expert_offset, int64_t E, int64_t M_max,
+                               int64_t Nout, int64_t Kin, float* dw, Stream stream) {
+  if (E <= 0 || E > kMaxExperts) return Bad(fn, "E=", E, " must be in [1, 1024]");
+  if (M_max < 0 || Nout <= 0 || Kin <= 0) {
+    return Bad(fn, "M_max=", M_max, " Nout=", Nout, " Kin=", Kin, " (need >= 0, > 0, > 0)");
+  }
+  if (M_max >= (int64_t{1} << 31) || Nout >= (int64_t{1} << 31) || Kin >= (int64_t{1} << 31) ||
+      E * Nout * Kin >= (int64_t{1} << 62)) {
+    return Bad(fn, "sizes above int32 range");
+  }
+  if ((Nout + kTn - 1) / kTn > internal::kMaxGridYZ) return Bad(fn, "Nout=", Nout, " too large");
+  if (M_max == 0) return absl::OkStatus();
+  if (!dy || !x || !expert_offset || !dw) return Bad(fn, "null dy, x, expert_offset or dw");
+  const dim3 grid(static_cast<unsigned>((Kin + kTm - 1) / kTm),
+                  static_cast<unsigned>((Nout + kTn - 1) / kTn), static_cast<unsigned>(E));
+  GroupedWeightGradKernel<T><<<grid, kGemmThreads, 0, AsCudaStream(stream)>>>(
+      dy, x, expert_offset, static_cast<int>(Nout), static_cast<int>(Kin), dw);
   return LaunchStatus(fn);
 }
 
@@ -532,6 +627,12 @@ absl::Status MoeGatherRowsBackwardBf16(const uint16_t* dxe, const int32_t* slot_
   return GatherBackward<__nv_bfloat16>("MoeGatherRowsBackwardBf16", Bf(dxe), slot_pos, N, K, C,
                                        Bf(dx), stream);
 }
+absl::Status MoeGatherRowsBackwardBf16ToF32(const uint16_t* dxe, const int32_t* slot_pos,
+                                            int64_t N, int64_t K, int64_t C, float* dx,
+                                            Stream stream) {
+  return GatherBackwardMixed<__nv_bfloat16, float>("MoeGatherRowsBackwardBf16ToF32", Bf(dxe),
+                                                   slot_pos, N, K, C, dx, stream);
+}
 absl::Status MoeCombineF32(const float* ye, const float* topk_weights, const int32_t* slot_pos,
                            int64_t N, int64_t K, int64_t C, float* y, Stream stream) {
   return Combine<float>("MoeCombineF32", ye, topk_weights, slot_pos, N, K, C, y, stream);
@@ -567,6 +668,19 @@ absl::Status MoeGroupedGemmBf16(const uint16_t* x, const uint16_t* w,
                                 Stream stream) {
   return GroupedGemm<__nv_bfloat16>("MoeGroupedGemmBf16", Bf(x), Bf(w), expert_offset, E, M_max,
                                     Nout, Kin, trans_w, Bf(y), stream);
+}
+
+absl::Status MoeGroupedGemmWeightGradBf16(const uint16_t* dy, const uint16_t* x,
+                                          const int32_t* expert_offset, int64_t E, int64_t M_max,
+                                          int64_t Nout, int64_t Kin, float* dw, Stream stream) {
+  return GroupedWeightGrad<__nv_bfloat16>("MoeGroupedGemmWeightGradBf16", Bf(dy), Bf(x),
+                                          expert_offset, E, M_max, Nout, Kin, dw, stream);
+}
+absl::Status MoeGroupedGemmWeightGradF32(const float* dy, const float* x,
+                                         const int32_t* expert_offset, int64_t E, int64_t M_max,
+                                         int64_t Nout, int64_t Kin, float* dw, Stream stream) {
+  return GroupedWeightGrad<float>("MoeGroupedGemmWeightGradF32", dy, x, expert_offset, E, M_max,
+                                  Nout, Kin, dw, stream);
 }
 
 }  // namespace rlvr::kernels::cuda

@@ -8,7 +8,8 @@
 //   MoeGatherRows*    x [N, C] -> xe [N*K, C] (rows grouped by expert)
 //   MoeGroupedGemm*   per expert e: ye[rows of e] = xe[rows of e] W_e^T, all experts in one launch
 //   MoeCombine*       y[n] = sum_k topk_weights[n, k] * ye[slot_pos[n*K + k]]
-// and the backward: MoeCombineBackward*, MoeGatherRowsBackward*, MoeRouterBackward.
+// and the backward: MoeCombineBackward*, MoeGroupedGemmWeightGrad* (with MoeGroupedGemm*(trans_w
+// = true) for the input gradient), MoeGatherRowsBackward*, MoeRouterBackward.
 //
 // Semantics (policy/layers/moe.h, softmax scoring, no correction bias, no group-limited
 // routing, which stay on the CPU path): probs = softmax(logits); the top K experts by
@@ -74,6 +75,11 @@ absl::Status MoeGatherRowsBackwardF32(const float* dxe, const int32_t* slot_pos,
 absl::Status MoeGatherRowsBackwardBf16(const uint16_t* dxe, const int32_t* slot_pos, int64_t N,
                                        int64_t K, int64_t C, uint16_t* dx,
                                        Stream stream = nullptr);
+// The same with bf16 dxe onto an fp32 dx (the residual-stream gradient): dx[n, :] +=
+// sum_k float(dxe[slot_pos[n*K + k], :]), k ascending, fp32. ACCUMULATES.
+absl::Status MoeGatherRowsBackwardBf16ToF32(const uint16_t* dxe, const int32_t* slot_pos,
+                                            int64_t N, int64_t K, int64_t C, float* dx,
+                                            Stream stream = nullptr);
 
 // Un-permutation: y[n, :] = sum_k w[n, k] * ye[slot_pos[n*K + k], :] (k ascending, fp32 sum),
 // y [N, C] written.
@@ -106,6 +112,23 @@ absl::Status MoeGroupedGemmBf16(const uint16_t* x, const uint16_t* w,
                                 const int32_t* expert_offset, int64_t E, int64_t M_max,
                                 int64_t Nout, int64_t Kin, bool trans_w, uint16_t* y,
                                 Stream stream = nullptr);
+
+// Weight gradient of MoeGroupedGemm*(trans_w = false): for each expert e, over its run of rows
+// i in [expert_offset[e], expert_offset[e+1]),
+//   dw[e] [Nout, Kin] += sum_i dy[i, :]^T x[i, :]   (ACCUMULATES)
+// dy [M, Nout], x [M, Kin] (bf16 or fp32), dw [E, Nout, Kin] fp32. One launch for all experts:
+// grid (Kin / 64, Nout / 64, E) tiles of 64 x 64, each block looping over its expert's rows in
+// chunks of 16 staged in shared memory; every output is one fp32 FMA chain over the rows in
+// ascending order (deterministic, no atomics). Experts with no rows leave dw[e] unchanged.
+// M_max bounds M as for the forward (M_max == 0: no-op); E <= 1024, Nout / 64 <= 65535.
+absl::Status MoeGroupedGemmWeightGradBf16(const uint16_t* dy, const uint16_t* x,
+                                          const int32_t* expert_offset, int64_t E, int64_t M_max,
+                                          int64_t Nout, int64_t Kin, float* dw,
+                                          Stream stream = nullptr);
+absl::Status MoeGroupedGemmWeightGradF32(const float* dy, const float* x,
+                                         const int32_t* expert_offset, int64_t E, int64_t M_max,
+                                         int64_t Nout, int64_t Kin, float* dw,
+                                         Stream stream = nullptr);
 
 }  // namespace rlvr::kernels::cuda
 

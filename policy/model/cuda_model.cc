@@ -579,7 +579,7 @@ static absl::Status RunLayers(const ModelConfig& c, const KvBlockTable& table,
   RLVR_RETURN_IF_ERROR(cu::EmbeddingForwardF32(ids, im.embed, N, V, C, im.x, s));
   for (size_t l = 0; l < im.layers.size(); ++l) {
     const CudaCausalLm::Impl::Layer& w = im.layers[l];
-    RLVR_RETURN_IF_ERROR(cu::RmsNormF32ToBf16(im.x, w.in_norm, N, C, eps, im.hn, s));
+    RLVR_RETURN_IF_ERROR(cu::RmsNormF32ToBf16(im.x, w.in_norm, N, C, eps, im.hn, nullptr, s));
     RLVR_RETURN_IF_ERROR(
         cu::GemmBf16(false, true, N, QKV, C, 1.f, im.hn, C, w.wqkv, C, 0.f, im.qkv, QKV, s),
         "layer ", l, " qkv");
@@ -618,7 +618,7 @@ static absl::Status RunLayers(const ModelConfig& c, const KvBlockTable& table,
         cu::GemmBf16(false, true, N, C, H * D, 1.f, im.o, H * D, w.wo, H * D, 1.f, im.x, C, s),
         "layer ", l, " o_proj");
     if (w.o_bias != nullptr) RLVR_RETURN_IF_ERROR(cu::AddRowBiasF32(w.o_bias, N, C, im.x, s));
-    RLVR_RETURN_IF_ERROR(cu::RmsNormF32ToBf16(im.x, w.post_norm, N, C, eps, im.hn, s));
+    RLVR_RETURN_IF_ERROR(cu::RmsNormF32ToBf16(im.x, w.post_norm, N, C, eps, im.hn, nullptr, s));
     if (!w.moe) {
       RLVR_RETURN_IF_ERROR(DenseMlp(im, w.gu, w.down, N, C, c.intermediate_size), "layer ", l,
                            " mlp");
@@ -693,7 +693,7 @@ absl::Status CudaCausalLm::HeadCompute(int64_t first_row, int64_t n, bool argmax
   Impl& im = *impl_;
   const int64_t C = config_.hidden_size, V = config_.vocab_size;
   RLVR_RETURN_IF_ERROR(cu::RmsNormF32ToBf16(im.x + first_row * C, im.final_norm, n, C,
-                                            config_.rms_norm_eps, im.hn, im.stream));
+                                            config_.rms_norm_eps, im.hn, nullptr, im.stream));
   RLVR_RETURN_IF_ERROR(cu::GemmBf16(false, true, n, V, C, 1.f, im.hn, C, im.lm_head, C, 0.f,
                                     im.logits, V, im.stream),
                        "lm_head");
