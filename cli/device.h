@@ -7,8 +7,8 @@
 //   cuda, CUDA not built   FailedPrecondition `--device cuda: built without the CUDA backend
 //                          (configure with -DRLVR_CUDA=ON)`
 //   cuda, no GPU visible   FailedPrecondition `--device cuda: no CUDA device found`
-// CheckTrainingDevice: training runs on the CPU only for now (issue 7), so `device: cuda`
-// is FailedPrecondition naming the key.
+// CheckTrainingDevice: the same checks for the `device:` key of a training config (`device: cuda`
+// runs the learner on the GPU; the rollout stays on the CPU engine), messages naming the key.
 #ifndef RLVR_CLI_DEVICE_H_
 #define RLVR_CLI_DEVICE_H_
 
@@ -21,33 +21,40 @@
 
 namespace rlvr::cli {
 
-inline absl::Status CheckDeviceFlag(const std::string& device) {
+namespace internal {
+// `prefix` names the flag or key in the messages ("--device:" or "device:"); `cuda_prefix`
+// the flag or key set to cuda ("--device cuda:" or "device: cuda:").
+inline absl::Status CheckDevice(const std::string& device, const std::string& prefix,
+                                const std::string& cuda_prefix) {
   if (device == "cpu") return absl::OkStatus();
   if (device != "cuda") {
     return absl::InvalidArgumentError(
-        absl::StrCat("--device: \"", device, "\" is not one of cpu, cuda"));
+        absl::StrCat(prefix, " \"", device, "\" is not one of cpu, cuda"));
   }
   if (!kernels::cuda::BuiltWithCuda()) {
-    return absl::FailedPreconditionError(
-        "--device cuda: built without the CUDA backend (configure with -DRLVR_CUDA=ON)");
+    return absl::FailedPreconditionError(absl::StrCat(
+        cuda_prefix, " built without the CUDA backend (configure with -DRLVR_CUDA=ON)"));
   }
   absl::StatusOr<int> n = kernels::cuda::DeviceCount();
   if (!n.ok()) {
     return absl::FailedPreconditionError(
-        absl::StrCat("--device cuda: no CUDA device found (", n.status().message(), ")"));
+        absl::StrCat(cuda_prefix, " no CUDA device found (", n.status().message(), ")"));
   }
-  if (*n == 0) return absl::FailedPreconditionError("--device cuda: no CUDA device found");
+  if (*n == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(cuda_prefix, " no CUDA device found"));
+  }
   return absl::OkStatus();
 }
+}  // namespace internal
 
-// `device` is the config's `device` value (already checked to be cpu or cuda).
+inline absl::Status CheckDeviceFlag(const std::string& device) {
+  return internal::CheckDevice(device, "--device:", "--device cuda:");
+}
+
+// `device` is the config's `device` value (cpu or cuda: the learner then runs on the GPU,
+// cluster/learner.h UseCuda).
 inline absl::Status CheckTrainingDevice(const std::string& device) {
-  if (device == "cuda") {
-    return absl::FailedPreconditionError(
-        "device: cuda: the learner does not run on the GPU yet (the GPU training step exists, "
-        "policy/model/cuda_train.h, but is not wired into train/sft; issue 7); use device: cpu");
-  }
-  return absl::OkStatus();
+  return internal::CheckDevice(device, "device:", "device: cuda:");
 }
 
 }  // namespace rlvr::cli

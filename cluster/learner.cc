@@ -249,7 +249,88 @@ std::vector<float> SliceValues(const std::vector<float>& v, int64_t T, int64_t b
 
 }  // namespace
 
+absl::Status Learner::UseCuda(const policy::CudaTrainOptions& options) {
+  if (optimizer_ == nullptr) {
+    return absl::FailedPreconditionError("device: cuda: the learner has no optimizer");
+  }
+  RLVR_ASSIGN_OR_RETURN(gpu_, policy::CudaTrainModel::Create(*model_, options), "device: cuda");
+  return SyncFromHost();
+}
+
+absl::Status Learner::SyncFromHost() {
+  if (gpu_ == nullptr) return absl::OkStatus();
+  RLVR_RETURN_IF_ERROR(gpu_->UploadParams(*model_), "device: cuda: weights");
+  const size_t P = static_cast<size_t>(model_->num_param_elements());
+  std::vector<float> m(P, 0.0f), v(P, 0.0f);
+  const std::vector<policy::OptimParam>& params = optimizer_->params();
+  for (size_t i = 0; i < params.size(); ++i) {
+    const int64_t off = params[i].data - model_->param_data();
+    std::copy(optimizer_->exp_avg(i).begin(), optimizer_->exp_avg(i).end(), m.begin() + off);
+    std::copy(optimizer_->exp_avg_sq(i).begin(), optimizer_->exp_avg_sq(i).end(),
+              v.begin() + off);
+  }
+  return gpu_->UploadOptimizerState(m.data(), v.data(), optimizer_->step());
+}
+
+absl::Status Learner::SyncOptimizerToHost() {
+  if (gpu_ == nullptr) return absl::OkStatus();
+  const size_t P = static_cast<size_t>(model_->num_param_elements());
+  std::vector<float> m(P), v(P);
+  RLVR_RETURN_IF_ERROR(gpu_->DownloadOptimizerState(m.data(), v.data()), "device: cuda");
+  const std::vector<policy::OptimParam>& params = optimizer_->params();
+  for (size_t i = 0; i < params.size(); ++i) {
+    const int64_t off = params[i].data - model_->param_data();
+    std::copy_n(m.begin() + off, params[i].numel, optimizer_->exp_avg(i).begin());
+    std::copy_n(v.begin() + off, params[i].numel, optimizer_->exp_avg_sq(i).begin());
+  }
+  optimizer_->set_step(gpu_->optimizer_steps());
+  return absl::OkStatus();
+}
+
+absl::Status Learner::WeightsToHost() {
+  if (gpu_ == nullptr) return absl::OkStatus();
+  return gpu_->DownloadParams(model_);
+}
+
+absl::Status Learner::TokenLogProbs(const int32_t* targets, float* logprob, float* entropy) {
+  if (gpu_ != nullptr) return gpu_->TokenLogProbs(targets, logprob, entropy);
+  return model_->TokenLogProbs(targets, logprob, entropy);
+}
+
+absl::Status Learner::ZeroGrads() {
+  if (gpu_ != nullptr) return gpu_->ZeroGrads();
+  model_->ZeroGrads();
+  return absl::OkStatus();
+}
+
+absl::Status Learner::Backward(const float* dlogprob, double aux_weight) {
+  if (gpu_ != nullptr) return gpu_->Backward(dlogprob, nullptr, aux_weight);
+  return model_->Backward(dlogprob, nullptr, aux_weight);
+}
+
+double Learner::aux_loss() const {
+  return gpu_ != nullptr ? gpu_->aux_loss() : model_->aux_loss();
+}
+
+std::vector<policy::MoeLayerStats> Learner::moe_stats() const {
+  return gpu_ != nullptr ? gpu_->moe_stats() : model_->moe_stats();
+}
+
+absl::StatusOr<policy::StepStats> Learner::OptimizerStep() {
+  if (gpu_ != nullptr) return gpu_->OptimizerStep(optimizer_->config());
+  return optimizer_->Step();
+}
+
 absl::Status Learner::Forward(const TokenBatch& batch) {
+  if (gpu_ != nullptr) {
+    if (!batch.experts.empty()) {
+      return absl::InvalidArgumentError(
+          "grpo.router_replay: router replay is not supported by the GPU learner (device: "
+          "cuda)");
+    }
+    RLVR_RETURN_IF_ERROR(gpu_->Reserve(batch.B * batch.T));
+    return gpu_->Forward(batch.ids.data(), batch.B, batch.T, batch.positions_or_null());
+  }
   if (batch.experts.empty()) {
     return model_->Forward(batch.ids.data(), batch.B, batch.T, {}, batch.positions_or_null());
   }
@@ -288,8 +369,8 @@ absl::StatusOr<std::vector<float>> Learner::LogProbs(const TokenBatch& batch,
   RLVR_RETURN_IF_ERROR(Forward(batch), "learner forward");
   std::vector<float> logp(batch.B * batch.T);
   if (entropy != nullptr) entropy->assign(batch.B * batch.T, 0.0f);
-  RLVR_RETURN_IF_ERROR(model_->TokenLogProbs(batch.targets.data(), logp.data(),
-                                             entropy != nullptr ? entropy->data() : nullptr));
+  RLVR_RETURN_IF_ERROR(TokenLogProbs(batch.targets.data(), logp.data(),
+                                     entropy != nullptr ? entropy->data() : nullptr));
   return logp;
 }
 
@@ -328,11 +409,10 @@ absl::StatusOr<GrpoUpdateStats> Learner::GrpoUpdate(const TokenBatch& batch,
       const int64_t pn = part.B * part.T;
       std::vector<float> adv = SliceValues(advantages, batch.T, mb * rows, (mb + 1) * rows, part.T);
       std::vector<float> ref = SliceValues(logp_ref, batch.T, mb * rows, (mb + 1) * rows, part.T);
-      model_->ZeroGrads();
+      RLVR_RETURN_IF_ERROR(ZeroGrads());
       RLVR_RETURN_IF_ERROR(Forward(part), "learner forward");
       std::vector<float> logp(pn), entropy(pn);
-      RLVR_RETURN_IF_ERROR(
-          model_->TokenLogProbs(part.targets.data(), logp.data(), entropy.data()));
+      RLVR_RETURN_IF_ERROR(TokenLogProbs(part.targets.data(), logp.data(), entropy.data()));
       // One step per batch: the old policy is the current one, bit for bit.
       std::vector<float> part_old =
           old.empty() ? logp : SliceValues(old, batch.T, mb * rows, (mb + 1) * rows, part.T);
@@ -360,11 +440,10 @@ absl::StatusOr<GrpoUpdateStats> Learner::GrpoUpdate(const TokenBatch& batch,
         ++stats.skipped_steps;
         continue;
       }
-      RLVR_RETURN_IF_ERROR(model_->Backward(out.grad_logp_new.data(), nullptr,
-                                            options.aux_loss_coef),
+      RLVR_RETURN_IF_ERROR(Backward(out.grad_logp_new.data(), options.aux_loss_coef),
                            "learner backward");
-      aux += model_->aux_loss();
-      policy::StepStats step = optimizer_->Step();
+      aux += aux_loss();
+      RLVR_ASSIGN_OR_RETURN(policy::StepStats step, OptimizerStep(), "learner optimizer");
       if (step.skipped) {
         ++stats.skipped_steps;
         continue;
@@ -386,7 +465,8 @@ absl::StatusOr<GrpoUpdateStats> Learner::GrpoUpdate(const TokenBatch& batch,
     stats.grad_norm = gnorm / stats.optimizer_steps;
     stats.aux_loss = aux / stats.optimizer_steps;
   }
-  for (const auto& layer : model_->moe_stats()) stats.expert_load.push_back(layer.expert_count);
+  for (const auto& layer : moe_stats()) stats.expert_load.push_back(layer.expert_count);
+  RLVR_RETURN_IF_ERROR(WeightsToHost(), "learner");
   return stats;
 }
 
@@ -398,12 +478,17 @@ absl::StatusOr<Learner::SftStats> Learner::SftUpdate(const TokenBatch& batch, do
   if (stats.target_tokens == 0) {
     return absl::InvalidArgumentError("sft: batch has no completion tokens");
   }
-  model_->ZeroGrads();
-  RLVR_RETURN_IF_ERROR(
-      model_->Forward(batch.ids.data(), batch.B, batch.T, {}, batch.positions_or_null()),
-      "sft forward");
+  RLVR_RETURN_IF_ERROR(ZeroGrads());
+  TokenBatch plain;  // SFT never replays experts: the batch without them
+  const TokenBatch* fwd = &batch;
+  if (!batch.experts.empty()) {
+    plain = batch;
+    plain.experts.clear();
+    fwd = &plain;
+  }
+  RLVR_RETURN_IF_ERROR(Forward(*fwd), "sft forward");
   std::vector<float> logp(n);
-  RLVR_RETURN_IF_ERROR(model_->TokenLogProbs(batch.targets.data(), logp.data(), nullptr));
+  RLVR_RETURN_IF_ERROR(TokenLogProbs(batch.targets.data(), logp.data(), nullptr));
   double loss = 0;
   std::vector<float> dlogp(n, 0.0f);
   const float scale = -1.0f / static_cast<float>(stats.target_tokens);
@@ -413,17 +498,18 @@ absl::StatusOr<Learner::SftStats> Learner::SftUpdate(const TokenBatch& batch, do
     dlogp[i] = scale;
   }
   stats.loss = loss / static_cast<double>(stats.target_tokens);
-  stats.aux_loss = model_->aux_loss();
+  stats.aux_loss = aux_loss();
   if (!std::isfinite(stats.loss)) {
     stats.skipped = true;
     return stats;
   }
-  RLVR_RETURN_IF_ERROR(model_->Backward(dlogp.data(), nullptr, aux_loss_coef), "sft backward");
-  policy::StepStats step = optimizer_->Step();
+  RLVR_RETURN_IF_ERROR(Backward(dlogp.data(), aux_loss_coef), "sft backward");
+  RLVR_ASSIGN_OR_RETURN(policy::StepStats step, OptimizerStep(), "sft optimizer");
   stats.grad_norm = step.grad_norm;
   stats.lr = step.lr;
   stats.skipped = step.skipped;
   if (!step.skipped && bias_update_rate > 0) model_->UpdateCorrectionBias(bias_update_rate);
+  RLVR_RETURN_IF_ERROR(WeightsToHost(), "sft");
   return stats;
 }
 

@@ -35,11 +35,13 @@
 #define RLVR_CLUSTER_LEARNER_H_
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "policy/losses/policy_loss.h"
+#include "policy/model/cuda_train.h"
 #include "policy/model/model.h"
 #include "policy/optim/adamw.h"
 #include "proto/config.pb.h"
@@ -175,12 +177,38 @@ class Learner {
 
   policy::CausalLM<float>* model() { return model_; }
 
+  // The GPU learner (`device: cuda`): uploads model()'s weights and the optimizer's state to a
+  // policy::CudaTrainModel; from then on LogProbs, GrpoUpdate and SftUpdate run their forward,
+  // backward and AdamW step there (same losses and statistics, the optimizer's config and
+  // schedule), and each update ends by copying the new weights back into model(), so the
+  // rollout, a reference copy and checkpoints see them. The AdamW moments stay on the device:
+  // SyncOptimizerToHost() copies them (and the step count) into the host optimizer before it
+  // is saved; SyncFromHost() sends model()'s weights and the host optimizer's state to the
+  // device (after a resume loaded them on the host). Router replay is not supported on the
+  // GPU (InvalidArgument from the update). Errors: those of CudaTrainModel::Create
+  // (Unimplemented without the CUDA backend, FailedPrecondition without a GPU, InvalidArgument
+  // for a config the CUDA kernels do not cover); FailedPrecondition without an optimizer.
+  absl::Status UseCuda(const policy::CudaTrainOptions& options = {});
+  bool on_cuda() const { return gpu_ != nullptr; }
+  absl::Status SyncFromHost();
+  absl::Status SyncOptimizerToHost();
+
  private:
-  // model_->Forward over the batch, with its replayed experts if it has them.
+  // The model's forward over the batch, with its replayed experts if it has them.
   absl::Status Forward(const TokenBatch& batch);
+  // The rest of the training step on whichever side runs it (CPU model or GPU).
+  absl::Status TokenLogProbs(const int32_t* targets, float* logprob, float* entropy);
+  absl::Status ZeroGrads();
+  absl::Status Backward(const float* dlogprob, double aux_weight);
+  double aux_loss() const;
+  std::vector<policy::MoeLayerStats> moe_stats() const;
+  absl::StatusOr<policy::StepStats> OptimizerStep();
+  // GPU: the new weights back into model_ (no-op on the CPU).
+  absl::Status WeightsToHost();
 
   policy::CausalLM<float>* model_;
   policy::AdamW* optimizer_;
+  std::unique_ptr<policy::CudaTrainModel> gpu_;
   std::vector<std::vector<int32_t>> forced_;  // per decoder layer [B*T, K] (replay scratch)
 };
 

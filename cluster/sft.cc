@@ -166,6 +166,9 @@ absl::StatusOr<SftResult> RunSft(SftInputs in) {
   RLVR_ASSIGN_OR_RETURN(auto optimizer, policy::AdamW::Create(oc, TrainableParams(model)),
                         "optimizer");
   Learner learner(model, &optimizer);
+  if (c.device() == "cuda") {
+    RLVR_RETURN_IF_ERROR(learner.UseCuda());
+  }
 
   const std::string run_dir = c.run_dir();
   RLVR_RETURN_IF_ERROR(MakeDirs(run_dir), "run_dir");
@@ -259,6 +262,7 @@ absl::StatusOr<SftResult> RunSft(SftInputs in) {
             policy::SaveOptions so;
             so.tokenizer_dir = in.tokenizer_dir;
             RLVR_RETURN_IF_ERROR(policy::SaveModel(*model, dir + "/model", so));
+            RLVR_RETURN_IF_ERROR(learner.SyncOptimizerToHost());
             RLVR_RETURN_IF_ERROR(optimizer.Save(dir + "/optimizer.safetensors"));
             nlohmann::json state = {{"step", step}, {"skipped_total", skipped_total}};
             return WriteFileAtomically(dir + "/trainer_state.json", state.dump(1) + "\n");

@@ -351,6 +351,13 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(TrainerInputs inputs) {
   RLVR_ASSIGN_OR_RETURN(auto opt, policy::AdamW::Create(oc, TrainableParams(model)), "optimizer");
   s->optimizer = std::make_unique<policy::AdamW>(std::move(opt));
   s->learner = std::make_unique<Learner>(model, s->optimizer.get());
+  if (c.device() == "cuda") {
+    if (c.grpo().router_replay()) {
+      return absl::InvalidArgumentError(
+          "grpo.router_replay: not supported with device: cuda (the GPU learner routes itself)");
+    }
+    RLVR_RETURN_IF_ERROR(s->learner->UseCuda());
+  }
   if (c.grpo().kl_coef() != 0) {
     RLVR_ASSIGN_OR_RETURN(s->ref, policy::CausalLM<float>::Create(model->config()));
     std::copy_n(model->param_data(), model->num_param_elements(), s->ref->param_data());
@@ -392,6 +399,7 @@ absl::Status Trainer::Run(bool resume) {
       }
       std::copy_n(loaded.model->param_data(), n_params, model->param_data());
       RLVR_RETURN_IF_ERROR(s.optimizer->Load(latest->path + "/optimizer.safetensors"), "resume");
+      RLVR_RETURN_IF_ERROR(s.learner->SyncFromHost(), "resume");
       RLVR_ASSIGN_OR_RETURN(std::string state_text,
                             ReadFile(latest->path + "/trainer_state.json"));
       nlohmann::json state = nlohmann::json::parse(state_text, nullptr, false);
@@ -710,6 +718,7 @@ absl::Status Trainer::Run(bool resume) {
         policy::SaveOptions so;
         so.tokenizer_dir = s.in.tokenizer_dir;
         RLVR_RETURN_IF_ERROR(policy::SaveModel(*model, dir + "/model", so));
+        RLVR_RETURN_IF_ERROR(s.learner->SyncOptimizerToHost());
         RLVR_RETURN_IF_ERROR(s.optimizer->Save(dir + "/optimizer.safetensors"));
         if (K > 0) {
           // The stale policies the pending rollout (step + 1) and the following ones use, so a

@@ -110,6 +110,8 @@ struct CudaTrainModel::Impl {
   std::unique_ptr<cu::AdamWMultiTensor> adamw;
 
   DevicePtr act_mem;
+  int64_t capacity = 0;   // tokens the activations are sized for
+  int64_t act_bytes = 0;
   std::vector<float*> x;  // [L + 1] residual stream entering each layer, then the trunk output
   std::vector<LayerActs> acts;
   float* rstd_f = nullptr;
@@ -255,7 +257,7 @@ absl::StatusOr<std::unique_ptr<CudaTrainModel>> CudaTrainModel::Create(
     a.Add(&im.p16, P);
     RLVR_ASSIGN_OR_RETURN(im.param_mem, Alloc(a.size(), "parameters, gradients, AdamW state"));
     a.Bind(im.param_mem.get());
-    m->device_bytes_ += static_cast<int64_t>(a.size());
+    m->param_bytes_ = static_cast<int64_t>(a.size());
     RLVR_RETURN_IF_ERROR(cu::Memset0(im.param_mem.get(), a.size()), "CUDA training: zero state");
   }
   RLVR_RETURN_IF_ERROR(m->UploadParams(model));
@@ -272,12 +274,29 @@ absl::StatusOr<std::unique_ptr<CudaTrainModel>> CudaTrainModel::Create(
   }
   RLVR_ASSIGN_OR_RETURN(im.adamw, cu::AdamWMultiTensor::Create(tensors), "CUDA training: AdamW");
 
-  // Activations and scratch for max_tokens rows.
-  const size_t N = static_cast<size_t>(options.max_tokens);
+  RLVR_RETURN_IF_ERROR(m->Reserve(options.max_tokens));
+  return m;
+}
+
+int64_t CudaTrainModel::device_bytes() const { return param_bytes_ + impl_->act_bytes; }
+
+absl::Status CudaTrainModel::Reserve(int64_t max_tokens) {
+  if (max_tokens <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CUDA training: max_tokens = ", max_tokens, " must be positive"));
+  }
+  Impl& im = *impl_;
+  if (max_tokens <= im.capacity) return absl::OkStatus();
+  const ModelConfig& c = config_;
+  const int64_t L = c.num_hidden_layers;
+  // The previous activations (if any) are dropped: the next call must be a Forward.
+  im.N = 0;
+  im.have_logprobs = false;
+  const size_t N = static_cast<size_t>(max_tokens);
   const size_t C = c.hidden_size, V = c.vocab_size, H = c.num_attention_heads,
                Hkv = c.num_key_value_heads, D = c.head_dim;
   const size_t QKV = (H + 2 * Hkv) * D;
-  const size_t HR = std::min<size_t>(N, static_cast<size_t>(options.head_rows));
+  const size_t HR = std::min<size_t>(N, static_cast<size_t>(options_.head_rows));
   size_t I = 0;  // widest dense MLP (dense layers, shared experts)
   for (int64_t l = 0; l < L; ++l) {
     I = std::max<size_t>(I, c.IsMoeLayer(l) ? c.n_shared_experts * c.moe_intermediate_size
@@ -372,11 +391,14 @@ absl::StatusOr<std::unique_ptr<CudaTrainModel>> CudaTrainModel::Create(
                                                          static_cast<int64_t>(H));
   uint8_t* attn_ws = nullptr;
   a.Add(&attn_ws, im.attn_ws_bytes);
+  im.act_mem.reset();
+  im.capacity = 0;
   RLVR_ASSIGN_OR_RETURN(im.act_mem, Alloc(a.size(), "activations"));
   a.Bind(im.act_mem.get());
   im.attn_ws = attn_ws;
-  m->device_bytes_ += static_cast<int64_t>(a.size());
-  return m;
+  im.capacity = max_tokens;
+  im.act_bytes = static_cast<int64_t>(a.size());
+  return absl::OkStatus();
 }
 
 absl::Status CudaTrainModel::UploadParams(const CausalLM<float>& model) {
@@ -407,6 +429,27 @@ absl::Status CudaTrainModel::DownloadParams(CausalLM<float>* model) const {
 absl::Status CudaTrainModel::DownloadGrads(float* host) const {
   if (host == nullptr) return absl::InvalidArgumentError("DownloadGrads: null output");
   return cu::CopyToHost(host, impl_->g32, static_cast<size_t>(num_params_) * sizeof(float));
+}
+
+absl::Status CudaTrainModel::DownloadOptimizerState(float* exp_avg, float* exp_avg_sq) const {
+  if (exp_avg == nullptr || exp_avg_sq == nullptr) {
+    return absl::InvalidArgumentError("DownloadOptimizerState: null output");
+  }
+  const size_t bytes = static_cast<size_t>(num_params_) * sizeof(float);
+  RLVR_RETURN_IF_ERROR(cu::CopyToHost(exp_avg, impl_->m32, bytes), "DownloadOptimizerState");
+  return cu::CopyToHost(exp_avg_sq, impl_->v32, bytes);
+}
+
+absl::Status CudaTrainModel::UploadOptimizerState(const float* exp_avg, const float* exp_avg_sq,
+                                                  int64_t steps) {
+  if (exp_avg == nullptr || exp_avg_sq == nullptr || steps < 0) {
+    return absl::InvalidArgumentError("UploadOptimizerState: null input or negative step count");
+  }
+  const size_t bytes = static_cast<size_t>(num_params_) * sizeof(float);
+  RLVR_RETURN_IF_ERROR(cu::CopyToDevice(impl_->m32, exp_avg, bytes), "UploadOptimizerState");
+  RLVR_RETURN_IF_ERROR(cu::CopyToDevice(impl_->v32, exp_avg_sq, bytes), "UploadOptimizerState");
+  step_ = steps;
+  return absl::OkStatus();
 }
 
 absl::Status CudaTrainModel::ZeroGrads() {
@@ -478,10 +521,10 @@ absl::Status CudaTrainModel::Forward(const int32_t* ids, int64_t B, int64_t T,
     return absl::InvalidArgumentError(absl::StrCat("Forward: empty batch [", B, ", ", T, "]"));
   }
   const int64_t N = B * T;
-  if (N > options_.max_tokens) {
+  if (N > im.capacity) {
     return absl::InvalidArgumentError(absl::StrCat("Forward: B*T = ", N,
-                                                   " tokens is above max_tokens = ",
-                                                   options_.max_tokens));
+                                                   " tokens is above max_tokens = ", im.capacity,
+                                                   " (see Reserve)"));
   }
   RLVR_RETURN_IF_ERROR(CudaCausalLm::CheckIds(c, ids, N, "Forward"));
   // Host checks of the packing, then the device inputs: ids | positions | seg_start.

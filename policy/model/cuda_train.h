@@ -51,7 +51,7 @@
 namespace rlvr::policy {
 
 struct CudaTrainOptions {
-  int64_t max_tokens = 4096;  // largest B*T a Forward may take (activations are sized for it)
+  int64_t max_tokens = 4096;  // largest B*T a Forward may take (see Reserve)
   int64_t head_rows = 1024;   // rows of logits materialized at a time by the LM head
 };
 
@@ -71,7 +71,11 @@ class CudaTrainModel {
   const ModelConfig& config() const { return config_; }
   int64_t num_param_elements() const { return num_params_; }
   // Device bytes held (parameters, bf16 shadow, gradients, AdamW state, activations).
-  int64_t device_bytes() const { return device_bytes_; }
+  int64_t device_bytes() const;
+  // Grows the activations to hold `max_tokens` rows (no-op if they already do). After a growth
+  // the next call must be a Forward. InvalidArgument for max_tokens <= 0; ResourceExhausted
+  // when device memory runs out (the model then holds no activations until a Reserve succeeds).
+  absl::Status Reserve(int64_t max_tokens);
 
   // As CausalLM::Forward without forced experts (ids, positions host arrays [B, T]).
   absl::Status Forward(const int32_t* ids, int64_t B, int64_t T,
@@ -98,6 +102,11 @@ class CudaTrainModel {
   absl::Status UploadParams(const CausalLM<float>& model);
   // The gradient buffer [num_param_elements()] in the CPU model's layout.
   absl::Status DownloadGrads(float* host) const;
+  // The AdamW moments [num_param_elements()] each, in the CPU model's layout (entries of
+  // non-trainable parameters stay 0), and the step count: to checkpoint the optimizer through a
+  // host policy::AdamW and to resume from one.
+  absl::Status DownloadOptimizerState(float* exp_avg, float* exp_avg_sq) const;
+  absl::Status UploadOptimizerState(const float* exp_avg, const float* exp_avg_sq, int64_t steps);
 
   struct Impl;
 
@@ -107,7 +116,7 @@ class CudaTrainModel {
   ModelConfig config_;
   CudaTrainOptions options_;
   int64_t num_params_ = 0;
-  int64_t device_bytes_ = 0;
+  int64_t param_bytes_ = 0;
   int64_t step_ = 0;
   double aux_loss_ = 0;
   std::unique_ptr<Impl> impl_;

@@ -94,6 +94,13 @@ class AdamW {
   // file and the tensor (missing, extra, wrong size, wrong dtype) or the metadata key.
   absl::Status Load(const std::string& path);
 
+  // The parameters as given to Create and their moments (index i of params()), and the step
+  // count: for moving the state to and from a device optimizer (policy/model/cuda_train.h).
+  const std::vector<OptimParam>& params() const { return params_; }
+  std::vector<float>& exp_avg(size_t i) { return m_[i]; }
+  std::vector<float>& exp_avg_sq(size_t i) { return v_[i]; }
+  void set_step(int64_t step) { step_ = step; }
+
  private:
   AdamW(const AdamWConfig& config, std::vector<OptimParam> params);
 

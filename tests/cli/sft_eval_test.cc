@@ -16,6 +16,7 @@
 #include "core/file_util.h"
 #include "core/jsonl.h"
 #include "gtest/gtest.h"
+#include "kernels/cuda/cuda.h"
 #include "nlohmann/json.hpp"
 #include "policy/model/checkpoint.h"
 
@@ -202,11 +203,16 @@ TEST_F(SftEvalCliTest, SftBadInputNamesTheLineAndKey) {
   EXPECT_FALSE(fs::exists(P("r1/final")));
 }
 
-// `device: cuda` in a training config fails at startup naming the key (the learner does not run
-// on the GPU yet), for `rlvr sft` and `rlvr train`; cpu is unchanged (the other tests).
-TEST_F(SftEvalCliTest, TrainingOnCudaIsAClearStartupError) {
-  const std::string want =
-      "device: cuda: the learner does not run on the GPU yet";
+// `device: cuda` in a training config without a GPU (or without the CUDA backend) fails at
+// startup naming the key, before the run directory exists, for `rlvr sft` and `rlvr train`;
+// cpu is unchanged (the other tests). With a GPU the learner runs there
+// (tests/cluster/learner_cuda_test.cc).
+TEST_F(SftEvalCliTest, TrainingOnCudaWithoutGpuIsAClearStartupError) {
+  auto n = kernels::cuda::DeviceCount();
+  if (kernels::cuda::BuiltWithCuda() && n.ok() && *n > 0) GTEST_SKIP() << "a GPU is present";
+  const std::string want = kernels::cuda::BuiltWithCuda()
+                               ? "device: cuda: no CUDA device found"
+                               : "device: cuda: built without the CUDA backend";
   WriteArithmetic("arith.jsonl", 4);
   Outcome o = Sft("arith.jsonl", "rcuda", {"device=cuda"});
   EXPECT_EQ(o.code, 1);
