@@ -8,7 +8,7 @@
 //                          (configure with -DRLVR_CUDA=ON)`
 //   cuda, no GPU visible   FailedPrecondition `--device cuda: no CUDA device found`
 // CheckTrainingDevice: the same checks for the `device:` key of a training config (`device: cuda`
-// runs the learner on the GPU; the rollout stays on the CPU engine), messages naming the key.
+// runs the learner and the rollout on the GPU), messages naming the key.
 #ifndef RLVR_CLI_DEVICE_H_
 #define RLVR_CLI_DEVICE_H_
 

@@ -30,6 +30,7 @@
 #include "policy/losses/advantages.h"
 #include "policy/model/checkpoint.h"
 #include "rollout/backend.h"
+#include "rollout/cuda_generate.h"
 #include "rollout/engine.h"
 
 namespace rlvr::cluster {
@@ -67,20 +68,28 @@ int64_t PromptIndex(uint64_t seed, bool shuffle, int64_t n, int64_t slot) {
   return perm[pos];
 }
 
+// The rollout of one step: the CPU engine (prefix sharing, router replay), or with on_gpu
+// (device: cuda) rollout::CudaGenerator on a fresh upload of the current weights (no prefix
+// sharing, no router replay: the trainer refuses grpo.router_replay with device: cuda).
 absl::StatusOr<std::vector<rollout::Completion>> RunEngine(
     policy::CausalLM<float>* model, const policy::Tokenizer& tokenizer,
     const std::vector<rollout::GenerationRequest>& requests, int64_t max_batch,
     int64_t max_tokens_in_flight, int64_t block_size, rollout::EngineStats* stats,
-    bool record_experts = false) {
-  rollout::CausalLmBackend backend(model, record_experts);
+    bool record_experts = false, bool on_gpu = false) {
   rollout::EngineOptions options;
   options.max_batch = max_batch;
   options.max_tokens_in_flight = max_tokens_in_flight;
   options.block_size = block_size;
-  RLVR_ASSIGN_OR_RETURN(
-      auto engine, rollout::Engine::Create(&backend, options, [&tokenizer](int32_t id) {
-        return tokenizer.TokenBytes(id);
-      }));
+  auto token_bytes = [&tokenizer](int32_t id) { return tokenizer.TokenBytes(id); };
+  if (on_gpu) {
+    RLVR_ASSIGN_OR_RETURN(auto gen, rollout::CudaGenerator::Create(*model, options, token_bytes),
+                          "device: cuda rollout");
+    RLVR_ASSIGN_OR_RETURN(auto completions, gen->Generate(requests));
+    if (stats != nullptr) *stats = gen->stats();
+    return completions;
+  }
+  rollout::CausalLmBackend backend(model, record_experts);
+  RLVR_ASSIGN_OR_RETURN(auto engine, rollout::Engine::Create(&backend, options, token_bytes));
   RLVR_ASSIGN_OR_RETURN(auto completions, engine->Generate(requests));
   if (stats != nullptr) *stats = engine->stats();
   return completions;
@@ -158,7 +167,7 @@ absl::StatusOr<StepRollout> RunRollout(const TrainerInputs& in, policy::CausalLM
         auto completions,
         RunEngine(model, *in.tokenizer, requests, c.rollout().max_batch_sequences(),
                   c.rollout().max_tokens_in_flight(), c.rollout().kv_block_size(), &es,
-                  c.grpo().router_replay()),
+                  c.grpo().router_replay(), c.device() == "cuda"),
         "step ", step, " rollout");
     out.gen_seconds += Seconds(t_gen);
     out.gen_tokens += es.generated_tokens;
