@@ -322,16 +322,11 @@ absl::StatusOr<policy::StepStats> Learner::OptimizerStep() {
 }
 
 absl::Status Learner::Forward(const TokenBatch& batch) {
-  if (gpu_ != nullptr) {
-    if (!batch.experts.empty()) {
-      return absl::InvalidArgumentError(
-          "grpo.router_replay: router replay is not supported by the GPU learner (device: "
-          "cuda)");
-    }
-    RLVR_RETURN_IF_ERROR(gpu_->Reserve(batch.B * batch.T));
-    return gpu_->Forward(batch.ids.data(), batch.B, batch.T, batch.positions_or_null());
-  }
+  if (gpu_ != nullptr) RLVR_RETURN_IF_ERROR(gpu_->Reserve(batch.B * batch.T));
   if (batch.experts.empty()) {
+    if (gpu_ != nullptr) {
+      return gpu_->Forward(batch.ids.data(), batch.B, batch.T, {}, batch.positions_or_null());
+    }
     return model_->Forward(batch.ids.data(), batch.B, batch.T, {}, batch.positions_or_null());
   }
   const policy::ModelConfig& c = model_->config();
@@ -360,6 +355,9 @@ absl::Status Learner::Forward(const TokenBatch& batch) {
     }
     forced[l] = f.data();
     ++m;
+  }
+  if (gpu_ != nullptr) {
+    return gpu_->Forward(batch.ids.data(), batch.B, batch.T, forced, batch.positions_or_null());
   }
   return model_->Forward(batch.ids.data(), batch.B, batch.T, forced, batch.positions_or_null());
 }

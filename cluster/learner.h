@@ -184,8 +184,8 @@ class Learner {
   // rollout, a reference copy and checkpoints see them. The AdamW moments stay on the device:
   // SyncOptimizerToHost() copies them (and the step count) into the host optimizer before it
   // is saved; SyncFromHost() sends model()'s weights and the host optimizer's state to the
-  // device (after a resume loaded them on the host). Router replay is not supported on the
-  // GPU (InvalidArgument from the update). Errors: those of CudaTrainModel::Create
+  // device (after a resume loaded them on the host). Router replay works as on the CPU (the
+  // batch's experts go to CudaTrainModel::Forward). Errors: those of CudaTrainModel::Create
   // (Unimplemented without the CUDA backend, FailedPrecondition without a GPU, InvalidArgument
   // for a config the CUDA kernels do not cover); FailedPrecondition without an optimizer.
   absl::Status UseCuda(const policy::CudaTrainOptions& options = {});

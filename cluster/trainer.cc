@@ -70,7 +70,7 @@ int64_t PromptIndex(uint64_t seed, bool shuffle, int64_t n, int64_t slot) {
 
 // The rollout of one step: the CPU engine (prefix sharing, router replay), or with on_gpu
 // (device: cuda) rollout::CudaGenerator on a fresh upload of the current weights (no prefix
-// sharing, no router replay: the trainer refuses grpo.router_replay with device: cuda).
+// sharing; with record_experts it records the experts for router replay as the engine does).
 absl::StatusOr<std::vector<rollout::Completion>> RunEngine(
     policy::CausalLM<float>* model, const policy::Tokenizer& tokenizer,
     const std::vector<rollout::GenerationRequest>& requests, int64_t max_batch,
@@ -82,8 +82,9 @@ absl::StatusOr<std::vector<rollout::Completion>> RunEngine(
   options.block_size = block_size;
   auto token_bytes = [&tokenizer](int32_t id) { return tokenizer.TokenBytes(id); };
   if (on_gpu) {
-    RLVR_ASSIGN_OR_RETURN(auto gen, rollout::CudaGenerator::Create(*model, options, token_bytes),
-                          "device: cuda rollout");
+    RLVR_ASSIGN_OR_RETURN(
+        auto gen, rollout::CudaGenerator::Create(*model, options, token_bytes, record_experts),
+        "device: cuda rollout");
     RLVR_ASSIGN_OR_RETURN(auto completions, gen->Generate(requests));
     if (stats != nullptr) *stats = gen->stats();
     return completions;
@@ -360,13 +361,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(TrainerInputs inputs) {
   RLVR_ASSIGN_OR_RETURN(auto opt, policy::AdamW::Create(oc, TrainableParams(model)), "optimizer");
   s->optimizer = std::make_unique<policy::AdamW>(std::move(opt));
   s->learner = std::make_unique<Learner>(model, s->optimizer.get());
-  if (c.device() == "cuda") {
-    if (c.grpo().router_replay()) {
-      return absl::InvalidArgumentError(
-          "grpo.router_replay: not supported with device: cuda (the GPU learner routes itself)");
-    }
-    RLVR_RETURN_IF_ERROR(s->learner->UseCuda());
-  }
+  if (c.device() == "cuda") RLVR_RETURN_IF_ERROR(s->learner->UseCuda());
   if (c.grpo().kl_coef() != 0) {
     RLVR_ASSIGN_OR_RETURN(s->ref, policy::CausalLM<float>::Create(model->config()));
     std::copy_n(model->param_data(), model->num_param_elements(), s->ref->param_data());

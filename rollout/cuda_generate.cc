@@ -28,29 +28,31 @@ struct Running : internal::SampleState {
 
 CudaGenerator::CudaGenerator(std::unique_ptr<policy::CudaCausalLm> model,
                              const EngineOptions& options, TokenBytesFn token_bytes,
-                             int64_t max_positions)
+                             int64_t max_positions, bool record_experts)
     : model_(std::move(model)),
       options_(options),
       token_bytes_(std::move(token_bytes)),
+      record_experts_(record_experts),
       max_positions_(max_positions),
       num_blocks_(BlocksFor(options.max_tokens_in_flight)) {}
 
 absl::StatusOr<std::unique_ptr<CudaGenerator>> CudaGenerator::Create(
     const policy::CausalLM<float>& model, const EngineOptions& options,
-    TokenBytesFn token_bytes) {
+    TokenBytesFn token_bytes, bool record_experts) {
   RLVR_RETURN_IF_ERROR(options.Validate(), "rollout options");
   const int64_t ctx = model.config().max_position_embeddings;
   policy::CudaKvOptions kv;
   kv.block_size = options.block_size;
   kv.num_blocks = (options.max_tokens_in_flight + options.block_size - 1) / options.block_size;
   kv.max_seqs = options.max_batch;
+  kv.record_experts = record_experts;
   // A slot can hold a whole context (admission keeps the pool from overfilling).
   kv.max_blocks_per_seq = std::min(kv.num_blocks, (ctx + options.block_size - 1) /
                                                       options.block_size);
   RLVR_ASSIGN_OR_RETURN(std::unique_ptr<policy::CudaCausalLm> gpu,
                         policy::CudaCausalLm::Create(model, kv));
   return std::unique_ptr<CudaGenerator>(
-      new CudaGenerator(std::move(gpu), options, std::move(token_bytes), ctx));
+      new CudaGenerator(std::move(gpu), options, std::move(token_bytes), ctx, record_experts));
 }
 
 // The engine's checks (internal::CheckRequest), with the KV need of one unshared sequence.
@@ -87,6 +89,15 @@ absl::StatusOr<std::vector<Completion>> CudaGenerator::Generate(
   }
   const int64_t V = model_->config().vocab_size;
   const int64_t valid = model_->active_vocab();
+  // Router replay (as the CPU engine records it): [tokens, moe_layers, K] per completion, a row
+  // of -1 appended with each sampled token and filled by the decode step that feeds it (the
+  // last token is never fed), and the prompt's rows from the sample's prefill.
+  const int64_t moe_layers = record_experts_ ? model_->num_moe_layers() : 0;
+  const int64_t row = moe_layers * model_->config().num_experts_per_tok;
+  auto record = [&](Running& r, const TokenSample& s) {
+    if (row > 0) r.out.experts.resize(r.out.experts.size() + row, -1);
+    return r.Record(s);
+  };
   // Slots left over by a Generate() that failed half-way are released first.
   for (int64_t s = 0; s < options_.max_batch; ++s) model_->ReleaseSequence(s);
   std::vector<int64_t> free_slots;
@@ -135,6 +146,14 @@ absl::StatusOr<std::vector<Completion>> CudaGenerator::Generate(
                            "request ", next_request, " sample ", next_sample, " prefill");
       stats_.prefill_seconds += Seconds(t0);
       stats_.prompt_tokens += P;
+      if (row > 0) {
+        const std::vector<int32_t>& e = model_->recorded_experts();
+        if (static_cast<int64_t>(e.size()) != P * row) {
+          return absl::InternalError(absl::StrCat("cuda generation: prefill recorded ", e.size(),
+                                                  " expert ids, expected ", P * row));
+        }
+        r.out.prompt_experts = e;
+      }
       stats_.peak_blocks =
           std::max(stats_.peak_blocks, num_blocks_ - model_->kv().free_blocks());
       t0 = std::chrono::steady_clock::now();
@@ -148,7 +167,7 @@ absl::StatusOr<std::vector<Completion>> CudaGenerator::Generate(
         ++next_request;
         next_sample = 0;
       }
-      if (r.Record(s)) {
+      if (record(r, s)) {
         finish(r);
       } else {
         running.push_back(std::move(r));
@@ -179,6 +198,19 @@ absl::StatusOr<std::vector<Completion>> CudaGenerator::Generate(
     ++stats_.decode_steps;
     stats_.decode_rows += B;
     stats_.peak_blocks = std::max(stats_.peak_blocks, num_blocks_ - model_->kv().free_blocks());
+    if (row > 0) {
+      // The experts just chosen belong to the token fed in: each sample's last recorded one.
+      const std::vector<int32_t>& e = model_->recorded_experts();
+      if (static_cast<int64_t>(e.size()) != B * row) {
+        return absl::InternalError(absl::StrCat("cuda generation: decode step recorded ",
+                                                e.size(), " expert ids, expected ", B * row));
+      }
+      for (int64_t b = 0; b < B; ++b) {
+        Completion& out = running[b].out;
+        const int64_t t = static_cast<int64_t>(out.tokens.size()) - 1;
+        std::copy(e.begin() + b * row, e.begin() + (b + 1) * row, out.experts.begin() + t * row);
+      }
+    }
     t0 = std::chrono::steady_clock::now();
     RLVR_ASSIGN_OR_RETURN(
         std::vector<TokenSample> sampled,
@@ -186,7 +218,7 @@ absl::StatusOr<std::vector<Completion>> CudaGenerator::Generate(
     size_t keep = 0;
     for (int64_t b = 0; b < B; ++b) {
       Running& r = running[b];
-      if (r.Record(sampled[b])) {
+      if (record(r, sampled[b])) {
         finish(r);
       } else {
         if (static_cast<int64_t>(keep) != b) running[keep] = std::move(r);

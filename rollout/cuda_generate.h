@@ -25,7 +25,11 @@
 //     max_tokens_in_flight positions, so nothing is preempted;
 //   - numerics: the GPU computes in bf16 (see policy/model/cuda_model.h), so tokens match
 //     `--device cpu --dtype bfloat16` up to near-ties of the logits, not bit for bit;
-//   - no router replay: Completion::experts / prompt_experts stay empty;
+//   - router replay (record_experts, MoE models): Completion::experts / prompt_experts are
+//     filled in the CPU engine's layout ([tokens, moe_layers, K], the last token's row -1;
+//     [prompt tokens, moe_layers, K]) from CudaCausalLm::recorded_experts(); the prompt's rows
+//     come from each sample's own prefill (no sharing), the same for every sample up to the
+//     GPU's determinism;
 //   - every decode step copies the full logits [B, V] fp32 to the host (sampling on the device
 //     is not implemented).
 //
@@ -52,10 +56,11 @@ class CudaGenerator {
  public:
   // Uploads `model` (with its active vocabulary) to the GPU. options: max_batch (KV slots
   // decoded together), max_tokens_in_flight (the KV pool in positions), block_size,
-  // clip_to_context, as for Engine.
+  // clip_to_context, as for Engine. record_experts: fill Completion::experts / prompt_experts
+  // for router replay (as CausalLmBackend's record_experts; nothing for dense models).
   static absl::StatusOr<std::unique_ptr<CudaGenerator>> Create(
       const policy::CausalLM<float>& model, const EngineOptions& options,
-      TokenBytesFn token_bytes = {});
+      TokenBytesFn token_bytes = {}, bool record_experts = false);
 
   // As Engine::Generate.
   absl::StatusOr<std::vector<Completion>> Generate(
@@ -66,7 +71,7 @@ class CudaGenerator {
 
  private:
   CudaGenerator(std::unique_ptr<policy::CudaCausalLm> model, const EngineOptions& options,
-                TokenBytesFn token_bytes, int64_t max_positions);
+                TokenBytesFn token_bytes, int64_t max_positions, bool record_experts);
   absl::Status ValidateRequest(int64_t index, const GenerationRequest& r, int64_t* max_new) const;
   int64_t BlocksFor(int64_t positions) const {
     return (positions + options_.block_size - 1) / options_.block_size;
@@ -75,6 +80,7 @@ class CudaGenerator {
   std::unique_ptr<policy::CudaCausalLm> model_;
   EngineOptions options_;
   TokenBytesFn token_bytes_;
+  bool record_experts_ = false;
   int64_t max_positions_;
   int64_t num_blocks_;
   EngineStats stats_;

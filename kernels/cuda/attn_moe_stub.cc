@@ -128,4 +128,9 @@ absl::Status MoeGroupedGemmBf16(const uint16_t*, const uint16_t*, const int32_t*
   return NoCuda();
 }
 
+absl::Status MoeApplyForcedExperts(const float*, const int32_t*, int64_t, int64_t, int64_t, bool,
+                                   double, int32_t*, float*, Stream) {
+  return NoCuda();
+}
+
 }  // namespace rlvr::kernels::cuda

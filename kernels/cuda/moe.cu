@@ -683,4 +683,43 @@ absl::Status MoeGroupedGemmWeightGradF32(const float* dy, const float* x,
                                   Nout, Kin, dw, stream);
 }
 
+namespace {
+// One thread per row: K <= 32 weights, summed in k order as the CPU.
+__global__ void ApplyForcedKernel(const float* __restrict__ probs,
+                                  const int32_t* __restrict__ forced, int64_t N, int E, int K,
+                                  bool norm, float rsf, int32_t* __restrict__ topk_experts,
+                                  float* __restrict__ topk_weights) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t n = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; n < N;
+       n += stride) {
+    const int32_t* f = forced + n * K;
+    if (f[0] < 0) continue;  // the router decides this row
+    const float* p = probs + n * E;
+    float sum = 0.f;
+    for (int k = 0; k < K; ++k) sum += p[f[k]];
+    const float denom = norm ? sum : 1.f;
+    for (int k = 0; k < K; ++k) {
+      topk_experts[n * K + k] = f[k];
+      topk_weights[n * K + k] = p[f[k]] / denom * rsf;
+    }
+  }
+}
+}  // namespace
+
+absl::Status MoeApplyForcedExperts(const float* probs, const int32_t* forced, int64_t N,
+                                   int64_t E, int64_t K, bool norm_topk_prob,
+                                   double routed_scaling_factor, int32_t* topk_experts,
+                                   float* topk_weights, Stream stream) {
+  const char* fn = "MoeApplyForcedExperts";
+  RLVR_RETURN_IF_ERROR(CheckRouter(fn, N, E, K));
+  if (N == 0) return absl::OkStatus();
+  if (!probs || !forced || !topk_experts || !topk_weights) {
+    return Bad(fn, "null probs, forced, topk_experts or topk_weights");
+  }
+  ApplyForcedKernel<<<GridFor(N, 256), 256, 0, AsCudaStream(stream)>>>(
+      probs, forced, N, static_cast<int>(E), static_cast<int>(K), norm_topk_prob,
+      static_cast<float>(routed_scaling_factor), topk_experts, topk_weights);
+  return LaunchStatus(fn);
+}
+
 }  // namespace rlvr::kernels::cuda

@@ -130,6 +130,20 @@ absl::Status MoeGroupedGemmWeightGradF32(const float* dy, const float* x,
                                          int64_t Nout, int64_t Kin, float* dw,
                                          Stream stream = nullptr);
 
+// Router replay: for every row n whose forced[n*K] >= 0, overwrites topk_experts[n, :] with
+// forced[n, :] and topk_weights[n, :] with the weights policy/layers/moe.cc's MoeForward gives
+// those experts: w_k = probs[n, forced[n, k]] (divided by sum_k probs[n, forced[n, k]], summed
+// in k order, if norm_topk_prob) times routed_scaling_factor, in fp32. Rows with
+// forced[n*K] < 0 (router rows, all -1) are left unchanged. Run after MoeRouterTopK (probs are
+// its softmax probabilities) and before MoePermute, so the permutation, the routing statistics
+// and MoeRouterBackward all see the replayed experts. forced [N, K] int32 on the device.
+// Preconditions NOT checked here (the ids live on the device): a forced row holds K distinct
+// experts in [0, E) (callers check the host copy first, as CausalLM::Forward does).
+absl::Status MoeApplyForcedExperts(const float* probs, const int32_t* forced, int64_t N,
+                                   int64_t E, int64_t K, bool norm_topk_prob,
+                                   double routed_scaling_factor, int32_t* topk_experts,
+                                   float* topk_weights, Stream stream = nullptr);
+
 }  // namespace rlvr::kernels::cuda
 
 #endif  // RLVR_KERNELS_CUDA_MOE_H_

@@ -230,6 +230,14 @@ struct CudaCausalLm::Impl {
 
   std::vector<int32_t> host_io;
 
+  // Router replay recording (CudaKvOptions::record_experts): topk_e holds every MoE layer's
+  // choices of the last run, [moe_layers, rows of the run, K] (layer m's slice at
+  // m * rows_of_run * K), so one copy brings them back; `experts` is their host copy
+  // [rows, moe_layers, K] after Prefill / DecodeStep.
+  bool record_experts = false;
+  int64_t moe_layers = 0;
+  std::vector<int32_t> experts, experts_dev_order;
+
   // Execution: every launch and copy of this object goes on `stream` (created non-blocking in
   // Create, destroyed last). Decode steps replay CUDA graphs when use_graphs, one per
   // (batch size, greedy) key: `warm` after the first, eager, run of a key; `exec` once the
@@ -322,6 +330,8 @@ absl::StatusOr<std::unique_ptr<CudaCausalLm>> CudaCausalLm::Create(const CausalL
   Impl& im = *m->impl_;
   RLVR_ASSIGN_OR_RETURN(im.stream, cu::StreamCreate(), "CUDA model");
   im.use_graphs = kv.use_graphs;
+  im.record_experts = kv.record_experts;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) im.moe_layers += c.IsMoeLayer(l);
   const int64_t C = c.hidden_size, V = c.vocab_size, H = c.num_attention_heads,
                 Hkv = c.num_key_value_heads, D = c.head_dim, L = c.num_hidden_layers;
   auto P = [&](const std::string& name) -> const float* {
@@ -467,9 +477,11 @@ absl::Status EnsureScratch(const ModelConfig& c, const KvBlockTable& table, int6
   const size_t QKV = (H + 2 * Hkv) * D;
   size_t I = 0;
   bool any_moe = false;
+  size_t moe_layers = 0;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     if (c.IsMoeLayer(l)) {
       any_moe = true;
+      ++moe_layers;
       I = std::max<size_t>(I, c.n_shared_experts * c.moe_intermediate_size);
     } else {
       I = std::max<size_t>(I, c.intermediate_size);
@@ -493,7 +505,7 @@ absl::Status EnsureScratch(const ModelConfig& c, const KvBlockTable& table, int6
                cs = cv.Add(N * D / 2 * 4), sn = cv.Add(N * D / 2 * 4),
                io = cv.Add((2 * N + N * MB) * 4), gu = cv.Add(N * 2 * I * 4),
                act = cv.Add(N * I * 2), rl = cv.Add(N * E * 4), pr = cv.Add(N * E * 4),
-               tw = cv.Add(N * K * 4), te = cv.Add(N * K * 4), off = cv.Add((E + 1) * 4),
+               tw = cv.Add(N * K * 4), te = cv.Add(moe_layers * N * K * 4), off = cv.Add((E + 1) * 4),
                ord = cv.Add(N * K * 4), slot = cv.Add(N * K * 4), xe = cv.Add(N * K * C * 2),
                egu = cv.Add(N * K * 2 * Ie * 2), eact = cv.Add(N * K * Ie * 2),
                ye = cv.Add(N * K * C * 2), ymoe = cv.Add(N * C * 2),
@@ -577,6 +589,7 @@ static absl::Status RunLayers(const ModelConfig& c, const KvBlockTable& table,
   const cu::Stream s = im.stream;
   RLVR_RETURN_IF_ERROR(cu::BuildRopeTableF32(positions, N, D, c.rope_theta, im.cos, im.sin, s));
   RLVR_RETURN_IF_ERROR(cu::EmbeddingForwardF32(ids, im.embed, N, V, C, im.x, s));
+  int64_t moe_index = 0;  // MoE layers so far: layer m's top-k goes to topk_e + m * N * K
   for (size_t l = 0; l < im.layers.size(); ++l) {
     const CudaCausalLm::Impl::Layer& w = im.layers[l];
     RLVR_RETURN_IF_ERROR(cu::RmsNormF32ToBf16(im.x, w.in_norm, N, C, eps, im.hn, nullptr, s));
@@ -625,13 +638,15 @@ static absl::Status RunLayers(const ModelConfig& c, const KvBlockTable& table,
       continue;
     }
     const int64_t E = c.num_experts, K = c.num_experts_per_tok, Ie = c.moe_intermediate_size;
+    int32_t* topk_e = im.topk_e + moe_index * N * K;
+    ++moe_index;
     RLVR_RETURN_IF_ERROR(
         cu::GemmBf16(false, true, N, E, C, 1.f, im.hn, C, w.router, C, 0.f, im.rlogits, E, s),
         "layer ", l, " router");
     RLVR_RETURN_IF_ERROR(cu::MoeRouterTopK(im.rlogits, N, E, K, c.norm_topk_prob,
-                                           c.routed_scaling_factor, im.probs, im.topk_e,
-                                           im.topk_w, s));
-    RLVR_RETURN_IF_ERROR(cu::MoePermute(im.topk_e, N, K, E, im.offset, im.order, im.slot, s));
+                                           c.routed_scaling_factor, im.probs, topk_e, im.topk_w,
+                                           s));
+    RLVR_RETURN_IF_ERROR(cu::MoePermute(topk_e, N, K, E, im.offset, im.order, im.slot, s));
     RLVR_RETURN_IF_ERROR(cu::MoeGatherRowsBf16(im.hn, im.order, N, K, C, im.xe, s));
     RLVR_RETURN_IF_ERROR(
         cu::MoeGroupedGemmBf16(im.xe, w.e_gu, im.offset, E, N * K, 2 * Ie, C, false, im.egu, s),
@@ -664,6 +679,29 @@ static absl::Status UploadIo(CudaCausalLm::Impl* im) {
 static absl::Status Drain(const CudaCausalLm::Impl& im, absl::Status st) {
   if (!st.ok()) (void)cu::Synchronize(im.stream);
   return st;
+}
+
+// Router replay: when recording, copies the last run's top-k of every MoE layer ([moe_layers,
+// rows, K] on the device, see Impl) to the host in one copy, waits, and reorders it into
+// im->experts [rows, moe_layers, K]. No-op (experts cleared) when not recording.
+static absl::Status FetchExperts(const ModelConfig& c, CudaCausalLm::Impl* im, int64_t rows) {
+  im->experts.clear();
+  if (!im->record_experts || im->moe_layers == 0) return absl::OkStatus();
+  const int64_t ML = im->moe_layers, K = c.num_experts_per_tok;
+  im->experts_dev_order.resize(static_cast<size_t>(ML * rows * K));
+  RLVR_RETURN_IF_ERROR(
+      Drain(*im, cu::CopyToHostAsync(im->experts_dev_order.data(), im->topk_e,
+                                     im->experts_dev_order.size() * sizeof(int32_t), im->stream)),
+      "recorded experts");
+  RLVR_RETURN_IF_ERROR(cu::Synchronize(im->stream), "recorded experts");
+  im->experts.resize(im->experts_dev_order.size());
+  for (int64_t m = 0; m < ML; ++m) {
+    for (int64_t r = 0; r < rows; ++r) {
+      std::copy_n(im->experts_dev_order.data() + (m * rows + r) * K, K,
+                  im->experts.data() + (r * ML + m) * K);
+    }
+  }
+  return absl::OkStatus();
 }
 
 // One decode step (`step` enqueues it on im->stream) through the CUDA graph cached for `key`
@@ -751,6 +789,7 @@ absl::Status CudaCausalLm::Forward(const int32_t* ids, int64_t B, int64_t T,
   if (logits_host == nullptr) return absl::InvalidArgumentError("Forward: null logits_host");
   const int64_t N = B * T;
   Impl& im = *impl_;
+  im.experts.clear();
   RLVR_RETURN_IF_ERROR(EnsureScratch(config_, table_, N, &im));
   im.host_io.assign(ids, ids + N);
   for (int64_t b = 0; b < B; ++b) {
@@ -778,6 +817,7 @@ absl::Status CudaCausalLm::Prefill(int64_t seq, const int32_t* ids, int64_t n,
         table_.capacity(), " positions per sequence"));
   }
   table_.Release(seq);
+  impl_->experts.clear();
   const int64_t seqs[1] = {seq}, lengths[1] = {n};
   RLVR_RETURN_IF_ERROR(table_.Reserve(seqs, lengths), "Prefill");
   Impl& im = *impl_;
@@ -797,8 +837,8 @@ absl::Status CudaCausalLm::Prefill(int64_t seq, const int32_t* ids, int64_t n,
     return absl::Status(st.code(), absl::StrCat("Prefill: ", st.message()));
   }
   table_.set_length(seq, n);
-  if (last_logits_host == nullptr) return absl::OkStatus();
-  return Head(n - 1, 1, last_logits_host, nullptr);
+  if (last_logits_host != nullptr) RLVR_RETURN_IF_ERROR(Head(n - 1, 1, last_logits_host, nullptr));
+  return FetchExperts(config_, &im, n);
 }
 
 absl::Status CudaCausalLm::Decode(const int64_t* seqs, const int32_t* ids, int64_t B,
@@ -818,6 +858,7 @@ absl::Status CudaCausalLm::Decode(const int64_t* seqs, const int32_t* ids, int64
                                       lengths),
                        "DecodeStep");
   Impl& im = *impl_;
+  im.experts.clear();
   RLVR_RETURN_IF_ERROR(EnsureScratch(config_, table_, B, &im));  // may drop the graphs
   im.host_io.assign(ids, ids + B);
   for (int64_t b = 0; b < B; ++b) im.host_io.push_back(static_cast<int32_t>(lengths[b] - 1));
@@ -838,8 +879,12 @@ absl::Status CudaCausalLm::Decode(const int64_t* seqs, const int32_t* ids, int64
       Drain(im, im.use_graphs ? RunDecodeGraph(&im, {B, greedy}, step) : step()),
       "DecodeStep");
   for (int64_t b = 0; b < B; ++b) table_.set_length(seqs[b], lengths[b]);
-  if (head_in_step) return HeadFetch(B, logits_host, argmax_host);
-  return Head(0, B, logits_host, argmax_host);
+  if (head_in_step) {
+    RLVR_RETURN_IF_ERROR(HeadFetch(B, logits_host, argmax_host));
+  } else {
+    RLVR_RETURN_IF_ERROR(Head(0, B, logits_host, argmax_host));
+  }
+  return FetchExperts(config_, &im, B);
 }
 
 absl::Status CudaCausalLm::DecodeStep(const int64_t* seqs, const int32_t* ids, int64_t B,
@@ -854,6 +899,8 @@ absl::Status CudaCausalLm::DecodeStepGreedy(const int64_t* seqs, const int32_t* 
 }
 
 int64_t CudaCausalLm::graph_captures() const { return impl_->graph_captures; }
+int64_t CudaCausalLm::num_moe_layers() const { return impl_->moe_layers; }
+const std::vector<int32_t>& CudaCausalLm::recorded_experts() const { return impl_->experts; }
 int64_t CudaCausalLm::graph_launches() const { return impl_->graph_launches; }
 
 absl::StatusOr<std::vector<int32_t>> CudaCausalLm::GreedyGenerate(

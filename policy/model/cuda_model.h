@@ -53,6 +53,9 @@
 // drops every cached graph (they hold its addresses). Batches larger than one LM-head pass
 // (head_rows: at least 256 rows, or 2^24 / V) run the head eagerly after the graphed layers.
 // Forward and Prefill always run eagerly.
+// Router replay recording (record_experts): every MoE layer writes its top-k choices to its
+// own slice of the scratch (no extra kernel, graphs unchanged), and Prefill / DecodeStep copy
+// them to the host after the logits (recorded_experts()).
 //
 // Errors: InvalidArgument naming the argument (empty ids, ids outside [0, vocab_size), a
 // position past a sequence's capacity, bad sequence slots), ResourceExhausted when the pool has
@@ -80,6 +83,9 @@ struct CudaKvOptions {
   int64_t max_seqs = 1;             // sequence slots 0 .. max_seqs - 1
   int64_t max_blocks_per_seq = 64;  // block-table width: capacity per sequence in blocks
   bool use_graphs = true;           // decode steps replay CUDA graphs (see the file comment)
+  // Router replay: Prefill and DecodeStep(Greedy) record the top-k experts every MoE layer
+  // chose for each of their rows (recorded_experts()).
+  bool record_experts = false;
 };
 
 // Host-side bookkeeping of a paged KV pool: the blocks each sequence slot holds and how many
@@ -146,6 +152,14 @@ class CudaCausalLm {
   // tests and benchmarks; both stay 0 with use_graphs off).
   int64_t graph_captures() const;
   int64_t graph_launches() const;
+
+  // Router replay (CudaKvOptions::record_experts): the experts each MoE layer chose for the rows
+  // of the last successful Prefill (its n prompt tokens) or DecodeStep / DecodeStepGreedy (its B
+  // new tokens), [rows, num_moe_layers(), num_experts_per_tok] in the layers' order, the
+  // layout of rollout::Completion::experts. Brought back by one device->host copy per call,
+  // after the logits. Empty when not recording, for dense models, and after Forward.
+  const std::vector<int32_t>& recorded_experts() const;
+  int64_t num_moe_layers() const;
 
   // Full causal forward of ids [B, T] (each row one sequence at positions 0..T-1; no KV cache
   // involved): logits_host [B*T, V] fp32 (host memory).

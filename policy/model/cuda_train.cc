@@ -129,6 +129,7 @@ struct CudaTrainModel::Impl {
   int64_t* counts = nullptr;     // [moe_layers, E]
   double* prob_sums = nullptr;   // [moe_layers, E]
   double* aux_coef = nullptr;    // [E]
+  int32_t* forced = nullptr;     // [moe_layers, N, K] replayed experts (router replay)
   // Backward scratch.
   float *dx = nullptr, *dh = nullptr;
   uint16_t* dxb = nullptr;
@@ -367,6 +368,7 @@ absl::Status CudaTrainModel::Reserve(int64_t max_tokens) {
   a.Add(&im.counts, ML * E);
   a.Add(&im.prob_sums, ML * E);
   a.Add(&im.aux_coef, E);
+  a.Add(&im.forced, ML * N * K);
   a.Add(&im.dx, N * C);
   a.Add(&im.dh, N * C);
   a.Add(&im.dxb, N * C);
@@ -513,7 +515,48 @@ static absl::Status DenseBackward(const CudaTrainModel::Impl& im, int64_t gate, 
   return LinearDw(im.dgu + I, 2 * I, hn, C, N, C, I, im.G(up));
 }
 
+absl::Status CudaTrainModel::CheckForcedExperts(const ModelConfig& c,
+                                                std::span<const int32_t* const> forced,
+                                                int64_t N) {
+  if (forced.empty()) return absl::OkStatus();
+  const int64_t L = c.num_hidden_layers;
+  if (static_cast<int64_t>(forced.size()) != L) {
+    return absl::InvalidArgumentError(absl::StrCat("Forward: forced_experts has ", forced.size(),
+                                                   " entries, expected ", L));
+  }
+  const int64_t E = c.num_experts, K = c.num_experts_per_tok;
+  for (int64_t l = 0; l < L; ++l) {
+    const int32_t* f = forced[l];
+    if (f == nullptr) continue;
+    if (!c.IsMoeLayer(l)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("Forward: forced_experts[", l, "] given for a dense layer"));
+    }
+    for (int64_t n = 0; n < N; ++n) {
+      const int32_t* row = f + n * K;
+      if (std::all_of(row, row + K, [](int32_t e) { return e == -1; })) continue;  // router
+      for (int64_t k = 0; k < K; ++k) {
+        const int32_t e = row[k];
+        if (e < 0 || e >= E) {
+          return absl::InvalidArgumentError(absl::StrCat("Forward: layer ", l,
+                                                         ": moe: forced expert ", e,
+                                                         " of token ", n, " outside [0, ", E,
+                                                         ")"));
+        }
+        for (int64_t j = 0; j < k; ++j) {
+          if (row[j] == e) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                "Forward: layer ", l, ": moe: forced expert ", e, " repeated for token ", n));
+          }
+        }
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CudaTrainModel::Forward(const int32_t* ids, int64_t B, int64_t T,
+                                     std::span<const int32_t* const> forced_experts,
                                      const int32_t* positions) {
   const ModelConfig& c = config_;
   Impl& im = *impl_;
@@ -550,6 +593,21 @@ absl::Status CudaTrainModel::Forward(const int32_t* ids, int64_t B, int64_t T,
       seg[i] = static_cast<int32_t>(t - p);
     }
   }
+  // Router replay: checked, then packed [moe_layers, N, K] (-1 where the router decides) for
+  // one upload; layer_forced marks the decoder layers that replay anything.
+  RLVR_RETURN_IF_ERROR(CheckForcedExperts(c, forced_experts, N));
+  std::vector<int32_t> forced_host;
+  std::vector<char> layer_forced(static_cast<size_t>(c.num_hidden_layers), 0);
+  const int64_t K_moe = c.num_experts_per_tok;
+  for (size_t l = 0; l < forced_experts.size(); ++l) {
+    const int32_t* f = forced_experts[l];
+    if (f == nullptr) continue;
+    if (forced_host.empty()) {
+      forced_host.assign(static_cast<size_t>(im.moe_layers * N * K_moe), -1);
+    }
+    std::copy(f, f + N * K_moe, forced_host.begin() + im.lp[l].moe_index * N * K_moe);
+    layer_forced[l] = 1;
+  }
   im.N = 0;
   im.have_logprobs = false;
   RLVR_RETURN_IF_ERROR(cu::CopyToDevice(im.ids, io.data(), static_cast<size_t>(N) * 4),
@@ -558,6 +616,11 @@ absl::Status CudaTrainModel::Forward(const int32_t* ids, int64_t B, int64_t T,
                        "Forward");
   RLVR_RETURN_IF_ERROR(cu::CopyToDevice(im.seg_start, seg, static_cast<size_t>(N) * 4),
                        "Forward");
+  if (!forced_host.empty()) {
+    RLVR_RETURN_IF_ERROR(
+        cu::CopyToDevice(im.forced, forced_host.data(), forced_host.size() * sizeof(int32_t)),
+        "Forward: forced experts");
+  }
   im.packed = positions != nullptr;
   const int32_t* seg_start = im.packed ? im.seg_start : nullptr;
 
@@ -615,6 +678,13 @@ absl::Status CudaTrainModel::Forward(const int32_t* ids, int64_t B, int64_t T,
     RLVR_RETURN_IF_ERROR(cu::MoeRouterTopK(im.rlogits, N, E, K, c.norm_topk_prob,
                                            c.routed_scaling_factor, s.probs, s.topk_e,
                                            s.topk_w));
+    if (layer_forced[l]) {
+      RLVR_RETURN_IF_ERROR(cu::MoeApplyForcedExperts(s.probs, im.forced + w.moe_index * N * K, N,
+                                                     E, K, c.norm_topk_prob,
+                                                     c.routed_scaling_factor, s.topk_e,
+                                                     s.topk_w),
+                           "layer ", l, " router replay");
+    }
     RLVR_RETURN_IF_ERROR(cu::MoePermute(s.topk_e, N, K, E, s.offset, s.order, s.slot));
     RLVR_RETURN_IF_ERROR(cu::MoeRoutingStats(s.probs, s.topk_e, N, E, K,
                                              im.counts + w.moe_index * E,

@@ -25,8 +25,15 @@
 //
 // Supported: what CudaCausalLm::CheckSupported accepts (qwen3_moe, qwen3, qwen2, llama; softmax
 // routing, no correction bias, no group-limited routing, head_dim 16/32/64/128), without the
-// Qwen2-MoE shared-expert gate. Packed rows (positions) are supported; router replay
-// (forced experts) is not (InvalidArgument).
+// Qwen2-MoE shared-expert gate. Packed rows (positions) and router replay (forced experts) are
+// supported.
+//
+// Router replay: Forward's forced_experts (CausalLM::Forward's meaning) are checked on the host
+// (InvalidArgument naming the layer, the row and the expert, like the CPU) and uploaded in one
+// copy; in each MoE layer MoeApplyForcedExperts then overwrites the router's top-k of the forced
+// rows after MoeRouterTopK, so the dispatch, the routing statistics (moe_stats, the aux loss)
+// and MoeRouterBackward (the gradient of the replayed experts' weights, which are still the
+// router's probabilities) all use the replayed experts, as the CPU does.
 //
 // Errors: InvalidArgument for bad inputs, named as CausalLM names them (ids outside the
 // vocabulary, targets outside the active vocabulary, B*T above max_tokens, bad positions);
@@ -40,6 +47,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -63,6 +71,13 @@ class CudaTrainModel {
       const CausalLM<float>& model, const CudaTrainOptions& options = {});
   // InvalidArgument naming the first feature the CUDA training step lacks. Host only.
   static absl::Status CheckSupported(const ModelConfig& config);
+  // Forward's host checks of forced_experts for N = B*T tokens (CausalLM::Forward's and
+  // MoeForward's, same messages): one entry per decoder layer, null for dense layers, each row
+  // all -1 or K distinct experts in [0, num_experts) ("layer L: moe: forced expert E of token
+  // N outside [0, num_experts)"). Empty: OK. Host only.
+  static absl::Status CheckForcedExperts(const ModelConfig& config,
+                                         std::span<const int32_t* const> forced_experts,
+                                         int64_t N);
 
   ~CudaTrainModel();
   CudaTrainModel(const CudaTrainModel&) = delete;
@@ -77,8 +92,11 @@ class CudaTrainModel {
   // when device memory runs out (the model then holds no activations until a Reserve succeeds).
   absl::Status Reserve(int64_t max_tokens);
 
-  // As CausalLM::Forward without forced experts (ids, positions host arrays [B, T]).
+  // As CausalLM::Forward (ids, positions host arrays [B, T]; forced_experts empty or one host
+  // pointer per decoder layer, null or [B*T, K] expert ids for MoE layers, rows of -1 routed by
+  // the router).
   absl::Status Forward(const int32_t* ids, int64_t B, int64_t T,
+                       std::span<const int32_t* const> forced_experts = {},
                        const int32_t* positions = nullptr);
   // As CausalLM::TokenLogProbs: logprob / entropy host arrays [B*T] (either may be null).
   absl::Status TokenLogProbs(const int32_t* targets, float* logprob, float* entropy);

@@ -1,8 +1,8 @@
 // The GPU learner (Learner::UseCuda, cluster/learner.h) against the CPU learner on the same
 // weights: SFT and GRPO updates (losses, gradient norms, the weights after the updates, the
 // AdamW state brought back by SyncOptimizerToHost), SyncFromHost after the host weights changed
-// (a resume), and the errors: UseCuda without a GPU or without an optimizer (every build), router
-// replay on the GPU. The CPU runs its products in bf16 (SetMatmulPrecision(kBf16)) on bf16-grid
+// (a resume), router replay against the CPU's, and the errors: UseCuda without a GPU or without an
+// optimizer (every build). The CPU runs its products in bf16 (SetMatmulPrecision(kBf16)) on bf16-grid
 // weights, as in tests/policy/model/cuda_train_test.cc, whose tolerances (and reasons) apply:
 // logprob-level quantities 2e-2 relative, gradient norms 6e-2, weight updates 0.25 relative L2
 // (Adam normalizes each element's step, so the update direction, not the gradient size, is
@@ -10,7 +10,11 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <random>
+#include <string>
 #include <vector>
+
+#include "absl/strings/str_cat.h"
 
 #include "cluster/learner.h"
 #include "gtest/gtest.h"
@@ -151,22 +155,72 @@ TEST_F(LearnerCudaTest, GrpoUpdateAndResumeMatchCpu) {
   EXPECT_LE(policy::RelErr(lg->data(), lc->data(), static_cast<int64_t>(lc->size())), 2e-2);
 }
 
-TEST_F(LearnerCudaTest, RouterReplayIsRejectedOnTheGpu) {
+// Router replay on the GPU: every position of the batch (padding included) replays random
+// experts (each row K distinct, drawn per position and MoE layer), so both learners route every
+// token identically whatever their routers' bf16 differences: the expert load of the last
+// forward must equal the histogram of the replayed ids exactly (an independent reference), and
+// the GRPO update (loss, entropy, gradient norm, weights after it) must match the CPU's.
+TEST_F(LearnerCudaTest, RouterReplayMatchesCpu) {
   RLVR_SKIP_WITHOUT_GPU();
   const ModelCase mc{"qwen3_moe", policy::MustPreset("qwen3_moe", "tiny")};
-  Side gpu = MakeSide(mc, 7, true);
+  Side cpu = MakeSide(mc, 7, false), gpu = MakeSide(mc, 7, true);
   TokenBatch batch = SmallBatch(mc.config.vocab_size);
+  const int64_t E = mc.config.num_experts, K = mc.config.num_experts_per_tok;
   int64_t moe_layers = 0;
   for (int64_t l = 0; l < mc.config.num_hidden_layers; ++l) moe_layers += mc.config.IsMoeLayer(l);
   batch.moe_layers = moe_layers;
-  batch.top_k = mc.config.num_experts_per_tok;
-  batch.experts.assign(static_cast<size_t>(batch.B * batch.T * moe_layers * batch.top_k), 0);
+  batch.top_k = K;
+  batch.experts.clear();
+  std::mt19937 rng(3);
+  std::vector<std::vector<int64_t>> hist(static_cast<size_t>(moe_layers),
+                                         std::vector<int64_t>(static_cast<size_t>(E), 0));
+  for (int64_t n = 0; n < batch.B * batch.T; ++n) {
+    for (int64_t m = 0; m < moe_layers; ++m) {
+      std::vector<int32_t> perm(static_cast<size_t>(E));
+      for (int64_t e = 0; e < E; ++e) perm[e] = static_cast<int32_t>(e);
+      std::shuffle(perm.begin(), perm.end(), rng);
+      for (int64_t k = 0; k < K; ++k) {
+        batch.experts.push_back(perm[k]);
+        ++hist[m][perm[k]];
+      }
+    }
+  }
+  ASSERT_EQ(batch.num_replayed_tokens(), batch.B * batch.T);
   std::vector<float> adv(static_cast<size_t>(batch.B * batch.T), 0.f);
+  for (int64_t b = 0; b < batch.B; ++b) {
+    for (int64_t t = 0; t < batch.T; ++t) {
+      if (batch.mask[b * batch.T + t]) adv[b * batch.T + t] = (b % 2 == 0) ? 1.f : -1.f;
+    }
+  }
   GrpoUpdateOptions o;
   o.group_size = 2;
-  auto st = gpu.learner->GrpoUpdate(batch, adv, {}, {}, o);
-  EXPECT_EQ(st.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(st.status().message().find("router replay"), std::string::npos) << st.status();
+  o.aux_loss_coef = 0.01;
+  auto sc = cpu.learner->GrpoUpdate(batch, adv, {}, {}, o);
+  auto sg = gpu.learner->GrpoUpdate(batch, adv, {}, {}, o);
+  ASSERT_TRUE(sc.ok()) << sc.status();
+  ASSERT_TRUE(sg.ok()) << sg.status();
+  EXPECT_EQ(sg->replayed_tokens, sc->replayed_tokens);
+  ASSERT_EQ(sg->expert_load.size(), static_cast<size_t>(moe_layers));
+  for (int64_t m = 0; m < moe_layers; ++m) {
+    EXPECT_EQ(sg->expert_load[m], hist[m]) << "GPU expert load of MoE layer " << m;
+    EXPECT_EQ(sc->expert_load[m], hist[m]) << "CPU expert load of MoE layer " << m;
+  }
+  EXPECT_NEAR(sg->aux_loss, sc->aux_loss, 1e-3 * std::max(1.0, sc->aux_loss));
+  EXPECT_NEAR(sg->entropy, sc->entropy, 2e-2 * sc->entropy);
+  EXPECT_NEAR(sg->grad_norm, sc->grad_norm, 6e-2 * sc->grad_norm);
+  auto start = policy::RandomModel(mc, 7);
+  EXPECT_LE(UpdateDistance(*gpu.model, *cpu.model, *start), 0.25);
+  // LogProbs replays too: same logprobs as the CPU's replayed ones.
+  auto lc = cpu.learner->LogProbs(batch);
+  auto lg = gpu.learner->LogProbs(batch);
+  ASSERT_TRUE(lc.ok() && lg.ok());
+  EXPECT_LE(policy::RelErr(lg->data(), lc->data(), static_cast<int64_t>(lc->size())), 2e-2);
+  // A bad expert id is rejected on the host, naming the layer and token, as on the CPU.
+  batch.experts[K] = static_cast<int32_t>(E);  // token 0, second MoE layer or token 1's first
+  auto bad = gpu.learner->LogProbs(batch);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << bad.status();
+  EXPECT_NE(bad.status().message().find(absl::StrCat("forced expert ", E)), std::string::npos)
+      << bad.status();
 }
 
 // Every build, with or without a GPU.

@@ -4,7 +4,8 @@
 // of 1/4, so many exact ties test the lower-index tie-break) and reads the CPU's probabilities,
 // choices, weights, dispatch order and load statistics from MoeActivations. The router's
 // backward is read from MoeBackward's router-weight gradient, which for x = I is dlogits^T.
-// Outputs are poisoned before each run.
+// Outputs are poisoned before each run. Router replay (MoeApplyForcedExperts) is checked the same
+// way against MoeForward / MoeBackward with forced experts.
 #include "kernels/cuda/moe.h"
 
 #include <algorithm>
@@ -254,6 +255,116 @@ TEST_P(MoeCuda, RoutingDispatchAndBackwardMatchCpu) {
   CheckClose("gather backward bf16", FromBf16(b_dx.Download()), dxb_ref, kBf16Tol);
 }
 
+// Router replay: MoeApplyForcedExperts after MoeRouterTopK against MoeForward with the same
+// forced experts (even rows forced to K distinct experts drawn at random, odd rows -1), then
+// MoeRouterBackward on the replayed choices against MoeBackward's router gradient.
+TEST_P(MoeCuda, ForcedExpertsMatchCpu) {
+  RLVR_SKIP_WITHOUT_GPU();
+  const MoeCase c = GetParam();
+  const int64_t N = c.N, E = c.E, K = c.K, C = N, I = 4;
+  std::mt19937 rng(17);
+  std::vector<float> logits(N * E), router(E * C), x(N * C, 0.f);
+  for (int64_t n = 0; n < N; ++n) {
+    x[n * C + n] = 1.f;
+    for (int64_t e = 0; e < E; ++e) {
+      logits[n * E + e] = static_cast<float>(static_cast<int>(rng() % 17) - 8) * 0.25f;
+      router[e * C + n] = logits[n * E + e];
+    }
+  }
+  std::vector<int32_t> forced(N * K, -1);
+  for (int64_t n = 0; n < N; n += 2) {
+    std::vector<int32_t> perm(E);
+    for (int64_t e = 0; e < E; ++e) perm[e] = static_cast<int32_t>(e);
+    std::shuffle(perm.begin(), perm.end(), rng);
+    std::copy_n(perm.begin(), K, forced.begin() + n * K);
+  }
+  const std::vector<float> gate = Randn(E * I * C, 8, 0.3f), up = Randn(E * I * C, 9, 0.3f),
+                           down = Randn(E * C * I, 10, 0.3f);
+  policy::layers::MoeConfig cfg;
+  cfg.hidden = C;
+  cfg.experts = E;
+  cfg.top_k = K;
+  cfg.intermediate = I;
+  cfg.norm_topk_prob = c.norm;
+  cfg.routed_scaling_factor = c.rsf;
+  policy::layers::MoeWeights<float> w;
+  w.router = router.data();
+  w.gate = gate.data();
+  w.up = up.data();
+  w.down = down.data();
+  policy::layers::MoeActivations<float> act;
+  std::vector<float> y_ref(N * C);
+  ASSERT_TRUE(policy::layers::MoeForward<float>(cfg, w, x.data(), N, forced.data(), &act,
+                                                y_ref.data())
+                  .ok());
+  const int64_t A = N * K;
+  DeviceBuffer<float> d_logits(logits), d_probs(N * E), d_w(A);
+  DeviceBuffer<int32_t> d_topk(A), d_forced(forced);
+  d_probs.Poison();
+  d_w.Poison();
+  d_topk.Poison();
+  ASSERT_TRUE(MoeRouterTopK(d_logits.get(), N, E, K, c.norm, c.rsf, d_probs.get(), d_topk.get(),
+                            d_w.get())
+                  .ok());
+  const std::vector<int32_t> routed = d_topk.Download();
+  const std::vector<float> routed_w = d_w.Download();
+  ASSERT_TRUE(MoeApplyForcedExperts(d_probs.get(), d_forced.get(), N, E, K, c.norm, c.rsf,
+                                    d_topk.get(), d_w.get())
+                  .ok());
+  const std::vector<int32_t> topk = d_topk.Download();
+  const std::vector<float> wts = d_w.Download();
+  EXPECT_EQ(topk, act.topk_experts) << "replayed choices differ from MoeForward's";
+  CheckClose("replayed topk_weights", wts, act.topk_weights, kF32Tol);
+  bool changed = false;
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t k = 0; k < K; ++k) {
+      if (n % 2 == 1) {
+        // Router rows are left exactly as MoeRouterTopK wrote them.
+        EXPECT_EQ(topk[n * K + k], routed[n * K + k]) << "row " << n;
+        EXPECT_EQ(wts[n * K + k], routed_w[n * K + k]) << "row " << n;
+      } else if (topk[n * K + k] != routed[n * K + k]) {
+        changed = true;
+      }
+    }
+  }
+  // (With one row the draw may happen to be the router's choice.)
+  EXPECT_TRUE(changed || N == 1) << "the forced experts never differ from the router's";
+
+  // The router's gradient through the replayed weights (and the aux loss), against
+  // MoeBackward's router-weight gradient (dlogits^T for x = I).
+  std::vector<int64_t> pos(A);
+  for (int64_t i = 0; i < A; ++i) pos[act.order[i]] = i;
+  const std::vector<float> dy = Randn(N * C, 22);
+  std::vector<float> dw_ref(A);
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t k = 0; k < K; ++k) {
+      double acc = 0;
+      for (int64_t col = 0; col < C; ++col) {
+        acc += static_cast<double>(dy[n * C + col]) * act.expert_out[pos[n * K + k] * C + col];
+      }
+      dw_ref[n * K + k] = static_cast<float>(acc);
+    }
+  }
+  std::vector<double> aux(E);
+  for (int64_t e = 0; e < E; ++e) aux[e] = 0.01 * static_cast<double>(e % 3) - 0.01;
+  std::vector<float> grad_router(E * C, 0.f);
+  policy::layers::MoeGrads<float> grads;
+  grads.router = grad_router.data();
+  policy::layers::MoeBackward<float>(cfg, w, x.data(), N, act, dy.data(),
+                                     c.aux ? aux.data() : nullptr, nullptr, grads);
+  std::vector<float> dl_ref(N * E);
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t e = 0; e < E; ++e) dl_ref[n * E + e] = grad_router[e * C + n];
+  }
+  DeviceBuffer<float> d_dwin(dw_ref), d_dl(std::vector<float>(N * E, 0.f));
+  DeviceBuffer<double> d_aux(aux);
+  ASSERT_TRUE(MoeRouterBackward(d_probs.get(), d_topk.get(), d_dwin.get(),
+                                c.aux ? d_aux.get() : nullptr, N, E, K, c.norm, c.rsf,
+                                d_dl.get())
+                  .ok());
+  CheckClose("replayed dlogits", d_dl.Download(), dl_ref, 1e-4);
+}
+
 INSTANTIATE_TEST_SUITE_P(Shapes, MoeCuda, ::testing::ValuesIn(kCases),
                          [](const auto& info) { return info.param.Name(); });
 
@@ -338,6 +449,13 @@ TEST(MoeCudaArgs, RejectsBadArguments) {
   ExpectBad(MoeGroupedGemmF32(f, f, i, 0, 10, 4, 4, false, f), "E=0");
   ExpectBad(MoeGroupedGemmF32(f, f, i, 4, 10, 0, 4, false, f), "Nout=0");
   ExpectBad(MoeGroupedGemmF32(f, f, nullptr, 4, 10, 4, 4, false, f), "null x, w, expert_offset");
+  ExpectBad(MoeApplyForcedExperts(f, i, 4, 8, 9, false, 1.0, i, f), "K=9");
+  ExpectBad(MoeApplyForcedExperts(f, i, -2, 8, 2, false, 1.0, i, f), "N=-2");
+  ExpectBad(MoeApplyForcedExperts(f, nullptr, 4, 8, 2, false, 1.0, i, f), "null probs, forced");
+  if (BuiltWithCuda()) {
+    EXPECT_TRUE(MoeApplyForcedExperts(nullptr, nullptr, 0, 8, 2, false, 1.0, nullptr, nullptr)
+                    .ok());
+  }
 }
 
 }  // namespace

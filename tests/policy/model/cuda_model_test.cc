@@ -10,6 +10,8 @@
 //   * CUDA graphs: decode with use_graphs on against off, bit for bit (logits and greedy
 //     tokens), at B = 1 and B = 3 over 20 steps crossing block boundaries, across a scratch
 //     reallocation (a larger batch after a smaller one), with the capture / replay counts;
+//   * router replay recording: the experts recorded by Prefill and graphed decode steps against
+//     the CPU's routing of the same tokens, and recording changes no logit;
 //   * bad input: unsupported configs, empty ids, ids >= vocab, positions past the pool, an
 //     exhausted pool. The host-side checks run without a GPU; in a build without CUDA, Create
 //     returns Unimplemented.
@@ -306,6 +308,89 @@ TEST(CudaModelGraphs, GraphDecodeIsBitIdenticalToEager) {
     EXPECT_EQ(graph.launches, 19 + 19 + 4 + 19 + 18);
   }
   EXPECT_EQ(tested, 2);
+}
+
+// Router replay recording (CudaKvOptions::record_experts): the experts recorded by Prefill and
+// by graphed decode steps (B = 2, slots of different lengths; step 1 eager, 2 captured, later
+// replayed) against the CPU's chosen_experts of a full forward over the same tokens, laid out
+// [rows, moe_layers, K]; and recording changes no logit (bit-identical to a model that does not
+// record, which records nothing). The router weights get 10x the init scale so that bf16 does
+// not flip near-ties; at most 2% of the recorded rows may still differ from the CPU (a near-tie),
+// each must hold K distinct experts in [0, E).
+TEST(CudaModelReplay, RecordedExpertsMatchCpuRouting) {
+  RLVR_SKIP_WITHOUT_GPU();
+  kernels::SetMatmulPrecision(kernels::MatmulPrecision::kBf16);
+  ModelCase mc{"qwen3_moe_record", MustPreset("qwen3_moe", "tiny")};
+  auto cpu = RandomModel(mc, 61);
+  for (const ParamInfo& p : cpu->params()) {
+    if (!absl::EndsWith(p.name, "mlp.gate.weight")) continue;
+    float* d = cpu->data(p);
+    for (int64_t i = 0; i < p.numel; ++i) d[i] = Bf16ToF32(F32ToBf16(d[i] * 10.f));
+  }
+  const ModelConfig& c = mc.config;
+  const int64_t E = c.num_experts, K = c.num_experts_per_tok, V = c.vocab_size;
+  std::vector<int64_t> moe;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    if (c.IsMoeLayer(l)) moe.push_back(l);
+  }
+  const int64_t ML = static_cast<int64_t>(moe.size()), row = ML * K;
+  CudaKvOptions kv{.num_blocks = 16, .block_size = 8, .max_seqs = 2, .max_blocks_per_seq = 8};
+  CudaKvOptions kv_rec = kv;
+  kv_rec.record_experts = true;
+  auto made = CudaCausalLm::Create(*cpu, kv_rec);
+  auto plain_made = CudaCausalLm::Create(*cpu, kv);
+  ASSERT_TRUE(made.ok() && plain_made.ok()) << made.status() << plain_made.status();
+  CudaCausalLm& gpu = **made;
+  CudaCausalLm& plain = **plain_made;
+  EXPECT_EQ(gpu.num_moe_layers(), ML);
+  const int64_t steps = 5, P[2] = {11, 6};
+  std::vector<std::vector<int32_t>> seq = {RandomIds(P[0] + steps, V, 3),
+                                           RandomIds(P[1] + steps, V, 4)};
+  // recorded[s]: [tokens fed, ML, K] of sequence s, prompt then decode steps.
+  std::vector<std::vector<int32_t>> recorded(2);
+  std::vector<float> a(V), b(V);
+  for (int64_t s = 0; s < 2; ++s) {
+    ASSERT_TRUE(gpu.Prefill(s, seq[s].data(), P[s], a.data()).ok());
+    ASSERT_TRUE(plain.Prefill(s, seq[s].data(), P[s], b.data()).ok());
+    EXPECT_EQ(std::memcmp(a.data(), b.data(), V * sizeof(float)), 0) << "prefill logits";
+    EXPECT_TRUE(plain.recorded_experts().empty());
+    ASSERT_EQ(static_cast<int64_t>(gpu.recorded_experts().size()), P[s] * row);
+    recorded[s] = gpu.recorded_experts();
+  }
+  const int64_t slots[2] = {0, 1};
+  std::vector<float> la(2 * V), lb(2 * V);
+  for (int64_t t = 0; t < steps; ++t) {
+    const int32_t ids[2] = {seq[0][P[0] + t], seq[1][P[1] + t]};
+    ASSERT_TRUE(gpu.DecodeStep(slots, ids, 2, la.data()).ok());
+    ASSERT_TRUE(plain.DecodeStep(slots, ids, 2, lb.data()).ok());
+    EXPECT_EQ(std::memcmp(la.data(), lb.data(), 2 * V * sizeof(float)), 0) << "step " << t;
+    const std::vector<int32_t>& e = gpu.recorded_experts();
+    ASSERT_EQ(static_cast<int64_t>(e.size()), 2 * row);
+    for (int64_t s = 0; s < 2; ++s) {
+      recorded[s].insert(recorded[s].end(), e.begin() + s * row, e.begin() + (s + 1) * row);
+    }
+  }
+  EXPECT_GE(gpu.graph_launches(), 1) << "the decode steps were not graphed";
+  int64_t rows = 0, differ = 0;
+  for (int64_t s = 0; s < 2; ++s) {
+    const int64_t T = P[s] + steps;
+    ASSERT_EQ(static_cast<int64_t>(recorded[s].size()), T * row);
+    ASSERT_TRUE(cpu->Forward(seq[s].data(), 1, T).ok());
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t m = 0; m < ML; ++m) {
+        const int32_t* got = recorded[s].data() + (t * ML + m) * K;
+        const int32_t* want = cpu->chosen_experts(moe[m]) + t * K;
+        for (int64_t k = 0; k < K; ++k) {
+          ASSERT_TRUE(got[k] >= 0 && got[k] < E) << "seq " << s << " token " << t;
+          for (int64_t j = 0; j < k; ++j) ASSERT_NE(got[j], got[k]);
+        }
+        ++rows;
+        if (!std::equal(got, got + K, want)) ++differ;
+      }
+    }
+  }
+  EXPECT_LE(differ * 50, rows) << differ << " of " << rows << " recorded rows differ from the CPU";
+  kernels::SetMatmulPrecision(kernels::MatmulPrecision::kHighest);
 }
 
 TEST(CudaModelGraphs, GraphsAreOnByDefault) { EXPECT_TRUE(CudaKvOptions{}.use_graphs); }

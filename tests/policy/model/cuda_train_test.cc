@@ -28,6 +28,7 @@
 #include <cstdio>
 #include <cstdint>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -99,13 +100,14 @@ class CudaTrainTest : public ::testing::TestWithParam<ModelCase> {
   void TearDown() override { kernels::SetMatmulPrecision(kernels::MatmulPrecision::kHighest); }
 };
 
-// Runs forward, logprobs and backward on both sides and compares everything.
+// Runs forward, logprobs and backward on both sides and compares everything. forced: router
+// replay for both sides (CausalLM::Forward's forced_experts), or empty.
 void CompareStep(CausalLM<float>& cpu, CudaTrainModel& gpu, const Batch& b, double aux_weight,
-                 const std::string& what) {
+                 const std::string& what, std::span<const int32_t* const> forced = {}) {
   const int64_t N = b.B * b.T;
   const int32_t* pos = b.positions.empty() ? nullptr : b.positions.data();
-  ASSERT_TRUE(cpu.Forward(b.ids.data(), b.B, b.T, {}, pos).ok());
-  ASSERT_TRUE(gpu.Forward(b.ids.data(), b.B, b.T, pos).ok()) << what;
+  ASSERT_TRUE(cpu.Forward(b.ids.data(), b.B, b.T, forced, pos).ok());
+  ASSERT_TRUE(gpu.Forward(b.ids.data(), b.B, b.T, forced, pos).ok()) << what;
   std::vector<float> lp_c(N), ent_c(N), lp_g(N, NAN), ent_g(N, NAN);
   ASSERT_TRUE(cpu.TokenLogProbs(b.targets.data(), lp_c.data(), ent_c.data()).ok());
   ASSERT_TRUE(gpu.TokenLogProbs(b.targets.data(), lp_g.data(), ent_g.data()).ok()) << what;
@@ -202,6 +204,57 @@ TEST_F(CudaTrainTest, PackedRowsMatchCpu) {
       if (b.positions[i + 1] == 0) b.targets[i] = -1;  // never predict across examples
     }
     CompareStep(*cpu, **gpu, b, 0.0, mc.name);
+  }
+}
+
+// Router replay: half the rows of the batch (every other row of a packed-free [4, 11] batch)
+// forced in every MoE layer, each forced token to expert E-1 plus K-1 other distinct random
+// experts; the other rows -1 (the router decides). Against the CPU's Forward with the same
+// forced_experts: logprobs, entropies, routing counts, the aux loss and every gradient
+// (CompareStep). Independently of the CPU, the GPU's counts must include the forced choices
+// (expert E-1 at least once per forced token), which a replay that was ignored fails.
+TEST_F(CudaTrainTest, RouterReplayMatchesCpu) {
+  RLVR_SKIP_WITHOUT_GPU();
+  for (const char* arch : {"qwen3_moe"}) {
+    ModelCase mc{std::string(arch) + "_replay", MustPreset(arch, "tiny")};
+    const ModelConfig& c = mc.config;
+    auto cpu = RandomModel(mc, 41);
+    SpreadRouter(cpu.get());
+    auto gpu = CudaTrainModel::Create(*cpu, {.max_tokens = 64, .head_rows = 16});
+    ASSERT_TRUE(gpu.ok()) << gpu.status();
+    Batch b = RandomBatch(4, 11, cpu->active_vocab(), 13);
+    ClampTargets(&b, cpu->active_vocab());
+    const int64_t N = b.B * b.T, E = c.num_experts, K = c.num_experts_per_tok;
+    const int64_t L = c.num_hidden_layers;
+    std::mt19937 rng(5);
+    std::vector<std::vector<int32_t>> store(static_cast<size_t>(L));
+    std::vector<const int32_t*> forced(static_cast<size_t>(L), nullptr);
+    int64_t forced_tokens = 0;
+    for (int64_t l = 0; l < L; ++l) {
+      if (!c.IsMoeLayer(l)) continue;
+      std::vector<int32_t>& f = store[l];
+      f.assign(static_cast<size_t>(N * K), -1);
+      forced_tokens = 0;
+      for (int64_t n = 0; n < N; ++n) {
+        if ((n / b.T) % 2 == 1) continue;  // rows 1 and 3: the router
+        std::vector<int32_t> others;
+        for (int32_t e = 0; e + 1 < E; ++e) others.push_back(e);
+        std::shuffle(others.begin(), others.end(), rng);
+        f[n * K] = static_cast<int32_t>(E - 1);
+        for (int64_t k = 1; k < K; ++k) f[n * K + k] = others[k - 1];
+        ++forced_tokens;
+      }
+      forced[l] = f.data();
+    }
+    ASSERT_GT(forced_tokens, 0);
+    CompareStep(*cpu, **gpu, b, 0.05, mc.name, forced);
+    ASSERT_TRUE((*gpu)->Forward(b.ids.data(), b.B, b.T, forced).ok());
+    for (const MoeLayerStats& st : (*gpu)->moe_stats()) {
+      EXPECT_GE(st.expert_count[E - 1], forced_tokens) << "layer " << st.layer;
+      int64_t total = 0;
+      for (int64_t x : st.expert_count) total += x;
+      EXPECT_EQ(total, N * K) << "layer " << st.layer;
+    }
   }
 }
 
@@ -302,6 +355,54 @@ TEST(CudaTrainArgs, UnsupportedConfigsAndNoGpu) {
       << made.status();
 }
 
+// Router replay's host checks, in every build (no device involved): the CPU Forward's errors.
+TEST(CudaTrainArgs, ForcedExpertsChecks) {
+  const ModelConfig c = MustPreset("qwen3_moe", "tiny");
+  const int64_t L = c.num_hidden_layers, E = c.num_experts, K = c.num_experts_per_tok, N = 5;
+  ASSERT_GE(K, 2);
+  int64_t moe = -1;
+  for (int64_t l = 0; l < L && moe < 0; ++l) {
+    if (c.IsMoeLayer(l)) moe = l;
+  }
+  ASSERT_GE(moe, 0);
+  std::vector<int32_t> f(static_cast<size_t>(N * K), -1);
+  for (int64_t k = 0; k < K; ++k) f[2 * K + k] = static_cast<int32_t>(k);  // token 2 forced
+  std::vector<const int32_t*> forced(static_cast<size_t>(L), nullptr);
+  forced[moe] = f.data();
+  EXPECT_TRUE(CudaTrainModel::CheckForcedExperts(c, {}, N).ok());
+  EXPECT_TRUE(CudaTrainModel::CheckForcedExperts(c, forced, N).ok());
+  auto expect = [&](const std::string& needle) {
+    const absl::Status st = CudaTrainModel::CheckForcedExperts(c, forced, N);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+    EXPECT_TRUE(absl::StrContains(st.message(), needle)) << st << " lacks " << needle;
+  };
+  f[3 * K + 1] = static_cast<int32_t>(E);  // token 3: a partial row with an id past E
+  expect(absl::StrCat("layer ", moe, ": moe: forced expert -1 of token 3 outside [0, ", E, ")"));
+  f[3 * K] = 0;
+  expect(absl::StrCat("forced expert ", E, " of token 3 outside [0, ", E, ")"));
+  f[3 * K + 1] = 0;
+  expect("forced expert 0 repeated for token 3");
+  for (int64_t k = 0; k < K; ++k) f[3 * K + k] = static_cast<int32_t>(E - 1 - k);
+  EXPECT_TRUE(CudaTrainModel::CheckForcedExperts(c, forced, N).ok());
+  std::vector<const int32_t*> short_list(forced.begin(), forced.end() - 1);
+  const absl::Status st = CudaTrainModel::CheckForcedExperts(c, short_list, N);
+  EXPECT_TRUE(absl::StrContains(st.message(), "forced_experts has")) << st;
+  const ModelConfig dense = MustPreset("qwen3", "tiny");
+  std::vector<const int32_t*> on_dense(static_cast<size_t>(dense.num_hidden_layers), nullptr);
+  on_dense[0] = f.data();
+  EXPECT_TRUE(absl::StrContains(CudaTrainModel::CheckForcedExperts(dense, on_dense, N).message(),
+                                "forced_experts[0] given for a dense layer"));
+  // The CPU model agrees on what is an error (it is the reference of these messages).
+  auto cpu = CausalLM<float>::Create(c);
+  ASSERT_TRUE(cpu.ok());
+  std::vector<int32_t> ids(N, 1);
+  f[3 * K + 1] = static_cast<int32_t>(E);
+  EXPECT_FALSE(CudaTrainModel::CheckForcedExperts(c, forced, N).ok());
+  const absl::Status cst = (*cpu)->Forward(ids.data(), 1, N, forced);
+  EXPECT_TRUE(absl::StrContains(cst.message(), absl::StrCat("forced expert ", E, " of token 3")))
+      << cst;
+}
+
 TEST(CudaTrainArgs, MethodsRejectBadInput) {
   RLVR_SKIP_WITHOUT_GPU();
   auto model = CausalLM<float>::Create(MustPreset("qwen3", "tiny"));
@@ -323,7 +424,7 @@ TEST(CudaTrainArgs, MethodsRejectBadInput) {
   EXPECT_TRUE(absl::StrContains(st.message(), "ids[5]")) << st;
   ids[5] = 6;
   const std::vector<int32_t> bad_pos = {0, 1, 2, 4, 0, 1, 2, 3};
-  st = gpu.Forward(ids.data(), 1, 8, bad_pos.data());
+  st = gpu.Forward(ids.data(), 1, 8, {}, bad_pos.data());
   EXPECT_TRUE(absl::StrContains(st.message(), "positions[0, 3]")) << st;
   ASSERT_TRUE(gpu.Forward(ids.data(), 1, 8).ok());
   std::vector<int32_t> targets = {2, 3, 4, 5, 6, 7, 8, -1};
@@ -343,6 +444,14 @@ TEST(CudaTrainArgs, MethodsRejectBadInput) {
   EXPECT_FALSE(gpu.Forward(ids.data(), 1, 8).ok());
   ASSERT_TRUE(gpu.DownloadGrads(g2.data()).ok());
   EXPECT_EQ(g1, g2);
+  // Router replay on a dense model is rejected before any device work.
+  ids[0] = 1;
+  std::vector<int32_t> f(64, 0);
+  std::vector<const int32_t*> forced(static_cast<size_t>(gpu.config().num_hidden_layers),
+                                     nullptr);
+  forced[0] = f.data();
+  st = gpu.Forward(ids.data(), 1, 8, forced);
+  EXPECT_TRUE(absl::StrContains(st.message(), "forced_experts[0] given for a dense layer")) << st;
   auto other = CausalLM<float>::Create(MustPreset("qwen3", "small"));
   ASSERT_TRUE(other.ok());
   EXPECT_EQ(gpu.DownloadParams(other->get()).code(), absl::StatusCode::kInvalidArgument);
