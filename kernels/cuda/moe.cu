@@ -20,6 +20,7 @@
 #include "kernels/cuda/attn_moe_args.h"
 #include "kernels/cuda/attn_moe_util.cuh"
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/grouped_gemm_tc.h"
 #include "kernels/cuda/moe.h"
 
 namespace rlvr::kernels::cuda {
@@ -666,6 +667,10 @@ absl::Status MoeGroupedGemmBf16(const uint16_t* x, const uint16_t* w,
                                 const int32_t* expert_offset, int64_t E, int64_t M_max,
                                 int64_t Nout, int64_t Kin, bool trans_w, uint16_t* y,
                                 Stream stream) {
+  if (MoeGroupedGemmUsesTensorCores(Nout, Kin, x, w, y)) {  // grouped_gemm_tc.cu
+    return internal::GroupedGemmBf16Tc("MoeGroupedGemmBf16", x, w, expert_offset, E, M_max, Nout,
+                                       Kin, trans_w, y, stream);
+  }
   return GroupedGemm<__nv_bfloat16>("MoeGroupedGemmBf16", Bf(x), Bf(w), expert_offset, E, M_max,
                                     Nout, Kin, trans_w, Bf(y), stream);
 }
@@ -673,6 +678,10 @@ absl::Status MoeGroupedGemmBf16(const uint16_t* x, const uint16_t* w,
 absl::Status MoeGroupedGemmWeightGradBf16(const uint16_t* dy, const uint16_t* x,
                                           const int32_t* expert_offset, int64_t E, int64_t M_max,
                                           int64_t Nout, int64_t Kin, float* dw, Stream stream) {
+  if (MoeGroupedGemmUsesTensorCores(Nout, Kin, dy, x, nullptr)) {  // grouped_gemm_tc.cu
+    return internal::GroupedWeightGradBf16Tc("MoeGroupedGemmWeightGradBf16", dy, x, expert_offset,
+                                             E, M_max, Nout, Kin, dw, stream);
+  }
   return GroupedWeightGrad<__nv_bfloat16>("MoeGroupedGemmWeightGradBf16", Bf(dy), Bf(x),
                                           expert_offset, E, M_max, Nout, Kin, dw, stream);
 }

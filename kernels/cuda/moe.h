@@ -104,7 +104,10 @@ absl::Status MoeCombineBackwardBf16(const uint16_t* dy, const uint16_t* ye,
 //                     gate_proj [E, I, C]);
 //   trans_w == true:  y[i, :] = x[i, :] W_e,   W [E, Kin, Nout] (the input gradient dX = dY W).
 // x [M, Kin], y [M, Nout] written; fp32 accumulation. M_max bounds M (the grid is sized from it
-// on the host without reading expert_offset): pass N*K. Tiles of 64 x 64 with plain FMAs.
+// on the host without reading expert_offset): pass N*K. F32: tiles of 64 x 64 with plain FMAs.
+// Bf16: the tensor-core kernel (MoeGroupedGemmBf16Tc below) where MoeGroupedGemmUsesTensorCores
+// says so, else the 64 x 64 FMA kernel; both accumulate in fp32 and round y once, but in
+// different orders, so their outputs can differ in the last bf16 bit.
 absl::Status MoeGroupedGemmF32(const float* x, const float* w, const int32_t* expert_offset,
                                int64_t E, int64_t M_max, int64_t Nout, int64_t Kin, bool trans_w,
                                float* y, Stream stream = nullptr);
@@ -121,6 +124,8 @@ absl::Status MoeGroupedGemmBf16(const uint16_t* x, const uint16_t* w,
 // chunks of 16 staged in shared memory; every output is one fp32 FMA chain over the rows in
 // ascending order (deterministic, no atomics). Experts with no rows leave dw[e] unchanged.
 // M_max bounds M as for the forward (M_max == 0: no-op); E <= 1024, Nout / 64 <= 65535.
+// Bf16 dispatches to MoeGroupedGemmWeightGradBf16Tc as the forward does (deterministic too, but
+// summed in another order than the FMA kernel: results differ in the last fp32 bits).
 absl::Status MoeGroupedGemmWeightGradBf16(const uint16_t* dy, const uint16_t* x,
                                           const int32_t* expert_offset, int64_t E, int64_t M_max,
                                           int64_t Nout, int64_t Kin, float* dw,
@@ -143,6 +148,33 @@ absl::Status MoeApplyForcedExperts(const float* probs, const int32_t* forced, in
                                    int64_t E, int64_t K, bool norm_topk_prob,
                                    double routed_scaling_factor, int32_t* topk_experts,
                                    float* topk_weights, Stream stream = nullptr);
+
+// Tensor-core versions of MoeGroupedGemmBf16 and MoeGroupedGemmWeightGradBf16
+// (kernels/cuda/grouped_gemm_tc.cu): same arguments and semantics, bf16 operands on
+// nvcuda::wmma 16x16x16 tiles with fp32 accumulators. 128 threads per 64 x 64 output tile,
+// the reduction dimension (Kin, or the expert's rows for the weight gradient) staged 32 at a
+// time in shared memory and zero-filled past the matrix / the expert's run; rows and columns
+// past the edges are not stored. The weight gradient keeps one block per output tile and a fixed
+// chunk order (deterministic, no atomics); dw[e] of an expert without rows is untouched. Needs
+// compute capability >= 8.0, and in addition to the FMA versions' checks: Nout and Kin
+// multiples of 8 and the bf16 pointers (x, w, y; dy, x) 16-byte aligned, else InvalidArgument
+// (the plain Bf16 entry points fall back to the FMA kernels instead).
+absl::Status MoeGroupedGemmBf16Tc(const uint16_t* x, const uint16_t* w,
+                                  const int32_t* expert_offset, int64_t E, int64_t M_max,
+                                  int64_t Nout, int64_t Kin, bool trans_w, uint16_t* y,
+                                  Stream stream = nullptr);
+absl::Status MoeGroupedGemmWeightGradBf16Tc(const uint16_t* dy, const uint16_t* x,
+                                            const int32_t* expert_offset, int64_t E,
+                                            int64_t M_max, int64_t Nout, int64_t Kin, float* dw,
+                                            Stream stream = nullptr);
+
+// Whether MoeGroupedGemmBf16 (a, b, c = x, w, y) and MoeGroupedGemmWeightGradBf16 (a, b = dy,
+// x; c = nullptr) run the tensor-core kernel for these arguments: true iff the environment
+// variable RLVR_MOE_GEMM_FMA is not "1" (read at every call, for A/B comparisons), Nout and Kin
+// are positive multiples of 8, the non-null pointers are 16-byte aligned and the current device
+// has compute capability >= 8.0 (queried once per device, cached). False without CUDA or a GPU.
+bool MoeGroupedGemmUsesTensorCores(int64_t Nout, int64_t Kin, const void* a, const void* b,
+                                   const void* c);
 
 }  // namespace rlvr::kernels::cuda
 
