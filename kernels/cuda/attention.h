@@ -6,8 +6,17 @@
 // softmax in fp32; only the log-sum-exp per query row is saved. The backward recomputes the
 // probabilities from it in two deterministic passes (no atomics): one kernel per query tile
 // accumulates dq, one per key tile accumulates dk and dv over every query head of its kv group.
-// This first version multiplies with plain fp32 FMAs (no tensor cores); bf16 tensors are
-// widened to fp32 in shared memory and everything accumulates in fp32.
+// Two implementations: plain fp32 FMAs (every dtype and head dim; bf16 tensors are widened to
+// fp32 in shared memory) and, for bf16 with D = 64 or 128, tensor cores (AttentionForwardBf16Tc /
+// AttentionBackwardBf16Tc below). Both accumulate in fp32.
+//
+// Dispatch: AttentionForwardBf16 and AttentionBackwardBf16 run the tensor-core kernels when D is
+// 64 or 128, the current device has compute capability >= 8.0 (queried once per device and
+// cached), every bf16 pointer is 16-byte aligned, and the environment variable
+// RLVR_ATTENTION_FMA is not "1" (read at every call; set it to 1 to compare with the FMA
+// kernels). Otherwise they run the FMA kernels. The two differ in rounding only: the tensor-core
+// kernels round the probabilities P and the backward's dS to bf16 before multiplying (as
+// FlashAttention-2), so results agree to bf16 precision, not bit for bit.
 //
 // Decode (AttentionDecode*): queries read keys and values from a paged pool through a block
 // table (the vLLM layout of rollout/kv_cache.h), split over the context (flash-decoding): each
@@ -68,6 +77,30 @@ absl::Status AttentionBackwardBf16(const uint16_t* dout, const uint16_t* q, cons
                                    double scale, uint16_t* dq, uint16_t* dk, uint16_t* dv,
                                    void* workspace, size_t workspace_bytes,
                                    const int32_t* seg_start = nullptr, Stream stream = nullptr);
+
+// The tensor-core flash attention (sm_80+, nvcuda::wmma bf16 16x16x16, fp32 accumulators): the
+// same arguments, semantics and outputs as AttentionForwardBf16 / AttentionBackwardBf16 (dq, dk,
+// dv ACCUMULATE; the same workspace; deterministic, no atomics) for D = 64 or 128 only. Tiles of
+// 64 query rows and 64 keys; fully masked key tiles are skipped. Extra preconditions, checked on
+// the host: D is 64 or 128 and every bf16 pointer is 16-byte aligned (InvalidArgument), and the
+// current device has compute capability >= 8.0 (FailedPrecondition). Shared memory per block
+// (opted in above 48 KiB): forward 62 KiB (D = 128) / 46 KiB (D = 64), dq 112 / 80 KiB, dk/dv
+// 121 / 89 KiB.
+absl::Status AttentionForwardBf16Tc(const uint16_t* q, const uint16_t* k, const uint16_t* v,
+                                    int64_t B, int64_t Tn, int64_t H, int64_t Hkv, int64_t D,
+                                    double scale, uint16_t* out, float* lse,
+                                    const int32_t* seg_start = nullptr, Stream stream = nullptr);
+absl::Status AttentionBackwardBf16Tc(const uint16_t* dout, const uint16_t* q, const uint16_t* k,
+                                     const uint16_t* v, const uint16_t* out, const float* lse,
+                                     int64_t B, int64_t Tn, int64_t H, int64_t Hkv, int64_t D,
+                                     double scale, uint16_t* dq, uint16_t* dk, uint16_t* dv,
+                                     void* workspace, size_t workspace_bytes,
+                                     const int32_t* seg_start = nullptr,
+                                     Stream stream = nullptr);
+
+// Whether AttentionForwardBf16 / AttentionBackwardBf16 would run the tensor-core kernels for
+// head dim D with 16-byte aligned pointers now (the dispatch rule above). False without CUDA.
+bool AttentionBf16UsesTensorCores(int64_t D);
 
 // One layer's paged key/value pool. Block `id` of the layer starts at k + id * block_stride
 // (elements); position p of a sequence is row p % block_size of block

@@ -1,6 +1,7 @@
 // Flash-attention style causal attention, forward and backward (see kernels/cuda/attention.h).
 //
-// Layout of the work (plain fp32 FMAs; tensor cores are a later step):
+// Layout of the work (plain fp32 FMAs; bf16 with D = 64 or 128 goes to the tensor-core kernels of
+// flash_attention_tc.cu unless RLVR_ATTENTION_FMA=1, see attention.h):
 //   forward:  block = 16 query rows of one (b, h), 4 warps x 4 rows; key tiles of 32 keys (lane
 //             j scores key j), online softmax per row in registers, each lane owns D/32 output
 //             dimensions.
@@ -20,6 +21,7 @@
 
 #include "core/status.h"
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/attention_tc_internal.h"
 #include "kernels/cuda/attn_moe_args.h"
 #include "kernels/cuda/attn_moe_util.cuh"
 #include "kernels/cuda/check.cuh"
@@ -502,6 +504,10 @@ absl::Status AttentionForwardBf16(const uint16_t* q, const uint16_t* k, const ui
                                   int64_t B, int64_t Tn, int64_t H, int64_t Hkv, int64_t D,
                                   double scale, uint16_t* out, float* lse,
                                   const int32_t* seg_start, Stream stream) {
+  if (internal::TcAttentionEligible(D, {q, k, v, out})) {
+    return internal::TcAttentionForward("AttentionForwardBf16", q, k, v, B, Tn, H, Hkv, D, scale,
+                                        out, lse, seg_start, stream);
+  }
   return Forward<__nv_bfloat16>("AttentionForwardBf16", Bf(q), Bf(k), Bf(v), B, Tn, H, Hkv, D,
                                 scale, Bf(out), lse, seg_start, stream);
 }
@@ -522,6 +528,11 @@ absl::Status AttentionBackwardBf16(const uint16_t* dout, const uint16_t* q, cons
                                    double scale, uint16_t* dq, uint16_t* dk, uint16_t* dv,
                                    void* workspace, size_t workspace_bytes,
                                    const int32_t* seg_start, Stream stream) {
+  if (internal::TcAttentionEligible(D, {dout, q, k, v, out, dq, dk, dv})) {
+    return internal::TcAttentionBackward("AttentionBackwardBf16", dout, q, k, v, out, lse, B, Tn,
+                                         H, Hkv, D, scale, dq, dk, dv, workspace,
+                                         workspace_bytes, seg_start, stream);
+  }
   return Backward<__nv_bfloat16>("AttentionBackwardBf16", Bf(dout), Bf(q), Bf(k), Bf(v),
                                  Bf(out), lse, B, Tn, H, Hkv, D, scale, Bf(dq), Bf(dk), Bf(dv),
                                  workspace, workspace_bytes, seg_start, stream);
