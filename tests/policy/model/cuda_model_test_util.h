@@ -68,7 +68,10 @@ inline std::vector<ModelCase> Cases() {
 
 // A random model whose every weight is on the bf16 grid. Norm weights are 1 + N(0, 0.1) and
 // biases N(0, 0.02) (not HF's 1 and 0), so that a norm weight or bias the GPU ignored or
-// misplaced shows in the logits.
+// misplaced shows in the logits. MoE routers get 10x the init scale (std 0.2): with HF's 0.02
+// the router is nearly uniform (top-4 of 16 experts at ~0.07, gaps between the 4th and 5th
+// down to 3e-7), so any rounding difference routes a token elsewhere and moves its logits by
+// far more than rounding; spread routers make such near-ties rare.
 inline std::unique_ptr<CausalLM<float>> RandomModel(const ModelCase& mc, uint64_t seed) {
   auto m = CausalLM<float>::Create(mc.config);
   EXPECT_TRUE(m.ok()) << m.status();
@@ -80,9 +83,11 @@ inline std::unique_ptr<CausalLM<float>> RandomModel(const ModelCase& mc, uint64_
     float* d = model.data(p);
     const bool norm = absl::EndsWith(p.name, "norm.weight");
     const bool bias = absl::EndsWith(p.name, ".bias");
+    const bool router = absl::EndsWith(p.name, "mlp.gate.weight");
     for (int64_t i = 0; i < p.numel; ++i) {
       if (norm) d[i] = 1.f + 0.1f * normal(rng);
       if (bias) d[i] = 0.02f * normal(rng);
+      if (router) d[i] *= 10.f;
       d[i] = Bf16ToF32(F32ToBf16(d[i]));
     }
   }

@@ -20,8 +20,8 @@
 // compounded over 2-4 layers and the LM head, and the attention backward's bf16 dq/dk/dv. A
 // wiring error (a transposed GEMM, a missed accumulation, a wrong offset) is O(1). MoE routing
 // can differ from the CPU's on near-ties of the router; when the routing counts differ the test
-// prints it and checks only that every gradient is written and finite (SpreadRouter makes
-// near-ties rare).
+// prints it and checks only that every gradient is written and finite (RandomModel's spread
+// router makes near-ties rare).
 #include "policy/model/cuda_train.h"
 
 #include <cmath>
@@ -48,16 +48,6 @@ namespace {
 
 constexpr double kLogpTol = 2e-2;
 constexpr double kGradTol = 6e-2;
-
-// Routing that survives bf16 differences: the router weights get 10x the init scale, so top-k
-// choices are rarely near-ties.
-void SpreadRouter(CausalLM<float>* model) {
-  for (const ParamInfo& p : model->params()) {
-    if (!absl::EndsWith(p.name, "mlp.gate.weight")) continue;
-    float* d = model->data(p);
-    for (int64_t i = 0; i < p.numel; ++i) d[i] = Bf16ToF32(F32ToBf16(d[i] * 10.f));
-  }
-}
 
 struct Batch {
   int64_t B = 0, T = 0;
@@ -159,7 +149,6 @@ TEST_P(CudaTrainTest, GradientsMatchCpu) {
   RLVR_SKIP_WITHOUT_GPU();
   const ModelCase& mc = GetParam();
   auto cpu = RandomModel(mc, 11);
-  SpreadRouter(cpu.get());
   auto gpu = CudaTrainModel::Create(*cpu, {.max_tokens = 64, .head_rows = 7});
   ASSERT_TRUE(gpu.ok()) << gpu.status();
   Batch b = RandomBatch(3, 13, cpu->active_vocab(), 5);
@@ -190,7 +179,6 @@ TEST_F(CudaTrainTest, PackedRowsMatchCpu) {
   for (const char* arch : {"qwen3", "qwen3_moe"}) {
     ModelCase mc{std::string(arch) + "_packed", MustPreset(arch, "tiny")};
     auto cpu = RandomModel(mc, 21);
-    SpreadRouter(cpu.get());
     auto gpu = CudaTrainModel::Create(*cpu, {.max_tokens = 48});
     ASSERT_TRUE(gpu.ok()) << gpu.status();
     Batch b = RandomBatch(2, 16, cpu->active_vocab(), 9);
@@ -219,7 +207,6 @@ TEST_F(CudaTrainTest, RouterReplayMatchesCpu) {
     ModelCase mc{std::string(arch) + "_replay", MustPreset(arch, "tiny")};
     const ModelConfig& c = mc.config;
     auto cpu = RandomModel(mc, 41);
-    SpreadRouter(cpu.get());
     auto gpu = CudaTrainModel::Create(*cpu, {.max_tokens = 64, .head_rows = 16});
     ASSERT_TRUE(gpu.ok()) << gpu.status();
     Batch b = RandomBatch(4, 11, cpu->active_vocab(), 13);
@@ -263,7 +250,6 @@ TEST_F(CudaTrainTest, SftStepsMatchCpuAdamW) {
   for (const char* arch : {"qwen3", "qwen3_moe"}) {
     ModelCase mc{std::string(arch) + "_sft", MustPreset(arch, "tiny")};
     auto cpu = RandomModel(mc, 31);
-    SpreadRouter(cpu.get());
     auto gpu = CudaTrainModel::Create(*cpu);
     ASSERT_TRUE(gpu.ok()) << gpu.status();
     std::vector<OptimParam> params;
@@ -313,7 +299,6 @@ TEST_F(CudaTrainTest, SftStepsMatchCpuAdamW) {
     // Weights after three steps: AdamW's update is ~lr per element whatever the gradient's
     // size, so compare the change from the start against the CPU's change.
     auto start = RandomModel(mc, 31);
-    SpreadRouter(start.get());
     auto after = CausalLM<float>::Create(mc.config);
     ASSERT_TRUE(after.ok());
     ASSERT_TRUE((*gpu)->DownloadParams(after->get()).ok());
