@@ -14,14 +14,9 @@
 #include "kernels/attention.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/attn_moe_args.h"
+#include "core/status.h"
 #include "kernels/cuda/emulation/emu.h"
 
-#define EMU_RETURN_IF_ERROR(expr)                                              \
-  do {                                                                         \
-    ::absl::Status emu_status_ = (expr);                                       \
-    if (!emu_status_.ok())                                                     \
-      return emu_status_;                                                      \
-  } while (0)
 
 namespace rlvr::kernels::cuda {
 namespace {
@@ -43,19 +38,19 @@ absl::Status Forward(const char *fn, const T *q, const T *k, const T *v,
                      int64_t B, int64_t Tn, int64_t H, int64_t Hkv, int64_t D,
                      double scale, T *out, float *lse, const int32_t *seg,
                      Stream stream) {
-  EMU_RETURN_IF_ERROR(internal::CheckAttentionShape(fn, B, Tn, H, Hkv, D));
+  RLVR_RETURN_IF_ERROR(internal::CheckAttentionShape(fn, B, Tn, H, Hkv, D));
   if (B == 0 || Tn == 0 || H == 0)
     return absl::OkStatus();
   if (!q || !k || !v || !out || !lse)
     return internal::Bad(fn, "null q, k, v, out or lse");
   const int64_t nq = B * Tn * H * D, nkv = B * Tn * Hkv * D;
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "q", q, nq));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "k", k, nkv));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "v", v, nkv));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "out", out, nq));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "lse", lse, B * H * Tn));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "q", q, nq));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "k", k, nkv));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "v", v, nkv));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "out", out, nq));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "lse", lse, B * H * Tn));
   if (seg != nullptr)
-    EMU_RETURN_IF_ERROR(CheckElems(fn, "seg_start", seg, B * Tn));
+    RLVR_RETURN_IF_ERROR(CheckElems(fn, "seg_start", seg, B * Tn));
   const double sc = static_cast<float>(scale);
   return Enqueue(fn, stream, [=] {
     std::vector<double> dq = Widen(q, nq), dk = Widen(k, nkv),
@@ -77,7 +72,7 @@ absl::Status Backward(const char *fn, const T *dout, const T *q, const T *k,
                       double scale, T *dq, T *dk, T *dv, void *workspace,
                       size_t workspace_bytes, const int32_t *seg,
                       Stream stream) {
-  EMU_RETURN_IF_ERROR(internal::CheckAttentionShape(fn, B, Tn, H, Hkv, D));
+  RLVR_RETURN_IF_ERROR(internal::CheckAttentionShape(fn, B, Tn, H, Hkv, D));
   if (B == 0 || Tn == 0 || H == 0)
     return absl::OkStatus();
   if (!dout || !q || !k || !v || !out || !lse || !dq || !dk || !dv) {
@@ -89,18 +84,18 @@ absl::Status Backward(const char *fn, const T *dout, const T *q, const T *k,
                          need);
   }
   const int64_t nq = B * Tn * H * D, nkv = B * Tn * Hkv * D;
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "dout", dout, nq));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "q", q, nq));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "k", k, nkv));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "v", v, nkv));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "out", out, nq));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "lse", lse, B * H * Tn));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "dq", dq, nq));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "dk", dk, nkv));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "dv", dv, nkv));
-  EMU_RETURN_IF_ERROR(emu::CheckRange(fn, "workspace", workspace, need));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "dout", dout, nq));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "q", q, nq));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "k", k, nkv));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "v", v, nkv));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "out", out, nq));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "lse", lse, B * H * Tn));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "dq", dq, nq));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "dk", dk, nkv));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "dv", dv, nkv));
+  RLVR_RETURN_IF_ERROR(emu::CheckRange(fn, "workspace", workspace, need));
   if (seg != nullptr)
-    EMU_RETURN_IF_ERROR(CheckElems(fn, "seg_start", seg, B * Tn));
+    RLVR_RETURN_IF_ERROR(CheckElems(fn, "seg_start", seg, B * Tn));
   const double sc = static_cast<float>(scale);
   return Enqueue(fn, stream, [=] {
     std::vector<double> wdo = Widen(dout, nq), wq = Widen(q, nq),
@@ -164,8 +159,8 @@ absl::Status CheckPoolRange(const char *fn, const PagedKv<P> &c, int64_t Hkv,
                             int64_t D) {
   const int64_t pool =
       (c.num_blocks - 1) * c.block_stride + c.block_size * Hkv * D;
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "cache.k (num_blocks blocks)", c.k, pool));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "cache.v (num_blocks blocks)", c.v, pool));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "cache.k (num_blocks blocks)", c.k, pool));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "cache.v (num_blocks blocks)", c.v, pool));
   return CheckElems(fn, "block_table", c.block_table, c.max_blocks);
 }
 
@@ -181,12 +176,12 @@ absl::Status Write(const char *fn, const T *k_new, const T *v_new,
     return absl::OkStatus();
   if (!k_new || !v_new || !positions)
     return internal::Bad(fn, "null k_new, v_new or positions");
-  EMU_RETURN_IF_ERROR(CheckPool(fn, cache, Hkv, D));
-  EMU_RETURN_IF_ERROR(CheckPoolRange(fn, cache, Hkv, D));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "k_new", k_new, B * Tn * Hkv * D));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "v_new", v_new, B * Tn * Hkv * D));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "positions", positions, B * Tn));
-  EMU_RETURN_IF_ERROR(
+  RLVR_RETURN_IF_ERROR(CheckPool(fn, cache, Hkv, D));
+  RLVR_RETURN_IF_ERROR(CheckPoolRange(fn, cache, Hkv, D));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "k_new", k_new, B * Tn * Hkv * D));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "v_new", v_new, B * Tn * Hkv * D));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "positions", positions, B * Tn));
+  RLVR_RETURN_IF_ERROR(
       CheckElems(fn, "block_table", cache.block_table, B * cache.max_blocks));
   const PagedKv<P> c = cache;
   return Enqueue(fn, stream, [=] {
@@ -214,12 +209,12 @@ absl::Status Decode(const char *fn, const T *q, const int32_t *positions,
                     int64_t B, int64_t Tn, int64_t H, int64_t Hkv, int64_t D,
                     double scale, const PagedKv<P> &cache, T *out,
                     void *workspace, size_t workspace_bytes, Stream stream) {
-  EMU_RETURN_IF_ERROR(internal::CheckAttentionShape(fn, B, Tn, H, Hkv, D));
+  RLVR_RETURN_IF_ERROR(internal::CheckAttentionShape(fn, B, Tn, H, Hkv, D));
   if (B == 0 || Tn == 0 || H == 0)
     return absl::OkStatus();
   if (!q || !positions || !out)
     return internal::Bad(fn, "null q, positions or out");
-  EMU_RETURN_IF_ERROR(CheckPool(fn, cache, Hkv, D));
+  RLVR_RETURN_IF_ERROR(CheckPool(fn, cache, Hkv, D));
   const size_t need = internal::DecodeWorkspaceBytes(
       B, Tn, H, D, cache.max_blocks, cache.block_size);
   if (workspace == nullptr || workspace_bytes < need) {
@@ -230,13 +225,13 @@ absl::Status Decode(const char *fn, const T *q, const int32_t *positions,
       B * Tn * H, cache.max_blocks * cache.block_size);
   if (B * Tn * H * sp.splits >= (int64_t{1} << 31))
     return internal::Bad(fn, "too many rows");
-  EMU_RETURN_IF_ERROR(CheckPoolRange(fn, cache, Hkv, D));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "q", q, B * Tn * H * D));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "out", out, B * Tn * H * D));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "positions", positions, B * Tn));
-  EMU_RETURN_IF_ERROR(
+  RLVR_RETURN_IF_ERROR(CheckPoolRange(fn, cache, Hkv, D));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "q", q, B * Tn * H * D));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "out", out, B * Tn * H * D));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "positions", positions, B * Tn));
+  RLVR_RETURN_IF_ERROR(
       CheckElems(fn, "block_table", cache.block_table, B * cache.max_blocks));
-  EMU_RETURN_IF_ERROR(emu::CheckRange(fn, "workspace", workspace, need));
+  RLVR_RETURN_IF_ERROR(emu::CheckRange(fn, "workspace", workspace, need));
   const PagedKv<P> c = cache;
   const float sc = static_cast<float>(scale);
   return Enqueue(fn, stream, [=] {

@@ -17,15 +17,10 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/cuda.h"
 #include "kernels/cuda/dense.h"
+#include "core/status.h"
 #include "kernels/cuda/emulation/emu.h"
 #include "kernels/matmul.h"
 
-#define EMU_RETURN_IF_ERROR(expr)                                              \
-  do {                                                                         \
-    ::absl::Status emu_status_ = (expr);                                       \
-    if (!emu_status_.ok())                                                     \
-      return emu_status_;                                                      \
-  } while (0)
 
 namespace rlvr::kernels::cuda {
 namespace {
@@ -81,13 +76,13 @@ absl::Status ValidateGemm(const char *fn, bool trans_a, bool trans_b, int64_t M,
                           int64_t stride_a, const void *B, int64_t ldb,
                           int64_t stride_b, const void *C, int64_t ldc,
                           int64_t stride_c, int64_t batch) {
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "M", M));
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "N", N));
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "K", K));
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "batch", batch));
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "stride_a", stride_a));
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "stride_b", stride_b));
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "stride_c", stride_c));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "M", M));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "N", N));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "K", K));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "batch", batch));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "stride_a", stride_a));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "stride_b", stride_b));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "stride_c", stride_c));
   if (batch > INT32_MAX)
     return Bad(fn, absl::StrCat("batch = ", batch, " exceeds 2^31-1"));
   const int64_t min_lda = trans_a ? M : K, min_ldb = trans_b ? K : N;
@@ -107,10 +102,10 @@ absl::Status ValidateGemm(const char *fn, bool trans_a, bool trans_b, int64_t M,
   }
   if (M == 0 || N == 0 || batch == 0)
     return absl::OkStatus();
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "C", C));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "C", C));
   if (K > 0) {
-    EMU_RETURN_IF_ERROR(CheckPtr(fn, "A", A));
-    EMU_RETURN_IF_ERROR(CheckPtr(fn, "B", B));
+    RLVR_RETURN_IF_ERROR(CheckPtr(fn, "A", A));
+    RLVR_RETURN_IF_ERROR(CheckPtr(fn, "B", B));
   }
   if (batch > 1 && stride_c < (M - 1) * ldc + N) {
     return Bad(fn, absl::StrCat("stride_c = ", stride_c, " makes the ", batch,
@@ -127,13 +122,13 @@ absl::Status EmuGemm(const char *fn, OperandRounding rounding, bool trans_a,
                      int64_t ldb, int64_t stride_b, float beta, TC *C,
                      int64_t ldc, int64_t stride_c, int64_t batch,
                      Stream stream) {
-  EMU_RETURN_IF_ERROR(ValidateGemm(fn, trans_a, trans_b, M, N, K, A, lda,
+  RLVR_RETURN_IF_ERROR(ValidateGemm(fn, trans_a, trans_b, M, N, K, A, lda,
                                    stride_a, B, ldb, stride_b, C, ldc, stride_c,
                                    batch));
   if (M == 0 || N == 0 || batch == 0)
     return absl::OkStatus();
   const int64_t span_c = Span(M, N, ldc);
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "C", C, (batch - 1) * stride_c + span_c));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "C", C, (batch - 1) * stride_c + span_c));
   if (K == 0) {
     return Enqueue(fn, stream, [=] {
       for (int64_t b = 0; b < batch; ++b) {
@@ -148,9 +143,9 @@ absl::Status EmuGemm(const char *fn, OperandRounding rounding, bool trans_a,
   }
   const int64_t span_a = trans_a ? Span(K, M, lda) : Span(M, K, lda);
   const int64_t span_b = trans_b ? Span(N, K, ldb) : Span(K, N, ldb);
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "A", A, (batch - 1) * stride_a + span_a));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "B", B, (batch - 1) * stride_b + span_b));
-  EMU_RETURN_IF_ERROR(emu::EnsureGemmWorkspace(fn, stream));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "A", A, (batch - 1) * stride_a + span_a));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "B", B, (batch - 1) * stride_b + span_b));
+  RLVR_RETURN_IF_ERROR(emu::EnsureGemmWorkspace(fn, stream));
   return Enqueue(fn, stream, [=] {
     // The CPU's float GEMM rounds its operands to bf16 under
     // MatmulPrecision::kBf16; operands that are not bf16 values already then go
@@ -290,8 +285,8 @@ constexpr int64_t kMaxDwColumns = 49152;
 constexpr int64_t kMaxRopeHalf = 512;
 
 absl::Status CheckNormArgs(const char *fn, int64_t R, int64_t C, double eps) {
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "R", R));
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "C", C));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "R", R));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "C", C));
   if (R > INT32_MAX)
     return Bad(fn, absl::StrCat("R = ", R, " exceeds 2^31-1 rows"));
   if (!(eps >= 0))
@@ -303,21 +298,21 @@ template <typename T>
 absl::Status NormForward(const char *fn, const T *x, const T *residual,
                          const T *w, int64_t R, int64_t C, double eps, T *h,
                          T *y, float *rstd, Stream stream) {
-  EMU_RETURN_IF_ERROR(CheckNormArgs(fn, R, C, eps));
+  RLVR_RETURN_IF_ERROR(CheckNormArgs(fn, R, C, eps));
   if (R == 0 || C == 0)
     return absl::OkStatus();
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "x", x));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "w", w));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "y", y));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "x", x, R * C));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "w", w, C));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "y", y, R * C));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "x", x));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "w", w));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "y", y));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "x", x, R * C));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "w", w, C));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "y", y, R * C));
   if (residual != nullptr) {
-    EMU_RETURN_IF_ERROR(CheckElems(fn, "residual", residual, R * C));
-    EMU_RETURN_IF_ERROR(CheckElems(fn, "h", h, R * C));
+    RLVR_RETURN_IF_ERROR(CheckElems(fn, "residual", residual, R * C));
+    RLVR_RETURN_IF_ERROR(CheckElems(fn, "h", h, R * C));
   }
   if (rstd != nullptr)
-    EMU_RETURN_IF_ERROR(CheckElems(fn, "rstd", rstd, R));
+    RLVR_RETURN_IF_ERROR(CheckElems(fn, "rstd", rstd, R));
   const float epsf = static_cast<float>(eps);
   return Enqueue(fn, stream, [=] {
     std::vector<float> row(C);
@@ -346,16 +341,16 @@ template <typename T>
 absl::Status NormBackward(const char *fn, const T *dy, const T *x, const T *w,
                           const float *rstd, int64_t R, int64_t C, T *dx,
                           float *dw, float *workspace, Stream stream) {
-  EMU_RETURN_IF_ERROR(CheckNormArgs(fn, R, C, 0.0));
+  RLVR_RETURN_IF_ERROR(CheckNormArgs(fn, R, C, 0.0));
   if (R == 0 || C == 0)
     return absl::OkStatus();
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "dy", dy));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "x", x));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "w", w));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "rstd", rstd));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "dx", dx));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "dy", dy));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "x", x));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "w", w));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "rstd", rstd));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "dx", dx));
   if (dw != nullptr) {
-    EMU_RETURN_IF_ERROR(CheckPtr(fn, "workspace (needed with dw)", workspace));
+    RLVR_RETURN_IF_ERROR(CheckPtr(fn, "workspace (needed with dw)", workspace));
     if (C > kMaxDwColumns) {
       return Bad(
           fn,
@@ -364,14 +359,14 @@ absl::Status NormBackward(const char *fn, const T *dy, const T *x, const T *w,
     }
   }
   const int64_t P = R < kDwBlocks ? R : kDwBlocks;
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "dy", dy, R * C));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "x", x, R * C));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "w", w, C));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "rstd", rstd, R));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "dx", dx, R * C));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "dy", dy, R * C));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "x", x, R * C));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "w", w, C));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "rstd", rstd, R));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "dx", dx, R * C));
   if (dw != nullptr) {
-    EMU_RETURN_IF_ERROR(CheckElems(fn, "dw", dw, C));
-    EMU_RETURN_IF_ERROR(CheckElems(fn, "workspace", workspace, P * C));
+    RLVR_RETURN_IF_ERROR(CheckElems(fn, "dw", dw, C));
+    RLVR_RETURN_IF_ERROR(CheckElems(fn, "workspace", workspace, P * C));
   }
   return Enqueue(fn, stream, [=] {
     // Block p of P owns rows p, p + P, ...; its dw partial row goes to
@@ -425,8 +420,8 @@ absl::Status AddRmsNormForwardF32(const float *x, const float *residual,
                                   Stream stream) {
   const char *fn = "AddRmsNormForwardF32";
   if (R > 0 && C > 0) {
-    EMU_RETURN_IF_ERROR(CheckPtr(fn, "residual", residual));
-    EMU_RETURN_IF_ERROR(CheckPtr(fn, "h", h));
+    RLVR_RETURN_IF_ERROR(CheckPtr(fn, "residual", residual));
+    RLVR_RETURN_IF_ERROR(CheckPtr(fn, "h", h));
   }
   return NormForward<float>(fn, x, residual, w, R, C, eps, h, y, rstd, stream);
 }
@@ -436,8 +431,8 @@ absl::Status AddRmsNormForwardBf16(const uint16_t *x, const uint16_t *residual,
                                    float *rstd, Stream stream) {
   const char *fn = "AddRmsNormForwardBf16";
   if (R > 0 && C > 0) {
-    EMU_RETURN_IF_ERROR(CheckPtr(fn, "residual", residual));
-    EMU_RETURN_IF_ERROR(CheckPtr(fn, "h", h));
+    RLVR_RETURN_IF_ERROR(CheckPtr(fn, "residual", residual));
+    RLVR_RETURN_IF_ERROR(CheckPtr(fn, "h", h));
   }
   return NormForward<uint16_t>(fn, x, residual, w, R, C, eps, h, y, rstd,
                                stream);
@@ -467,9 +462,9 @@ absl::Status RmsNormBackwardBf16(const uint16_t *dy, const uint16_t *x,
 namespace {
 absl::Status CheckRopeArgs(const char *fn, int64_t N, int64_t heads,
                            int64_t D) {
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "N", N));
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "heads", heads));
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "D", D));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "N", N));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "heads", heads));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "D", D));
   if (D % 2 != 0)
     return Bad(fn, absl::StrCat("head dim D = ", D, " is odd"));
   return absl::OkStatus();
@@ -479,16 +474,16 @@ template <typename T>
 absl::Status Rope(const char *fn, const float *cos_t, const float *sin_t,
                   int64_t N, int64_t heads, int64_t D, float sign, T *x,
                   Stream stream) {
-  EMU_RETURN_IF_ERROR(CheckRopeArgs(fn, N, heads, D));
+  RLVR_RETURN_IF_ERROR(CheckRopeArgs(fn, N, heads, D));
   if (N == 0 || heads == 0 || D == 0)
     return absl::OkStatus();
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "cos", cos_t));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "sin", sin_t));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "x", x));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "cos", cos_t));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "sin", sin_t));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "x", x));
   const int64_t half = D / 2;
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "cos", cos_t, N * half));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "sin", sin_t, N * half));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "x", x, N * heads * D));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "cos", cos_t, N * half));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "sin", sin_t, N * half));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "x", x, N * heads * D));
   return Enqueue(fn, stream, [=] {
     for (int64_t n = 0; n < N; ++n) {
       for (int64_t h = 0; h < heads; ++h) {
@@ -509,7 +504,7 @@ absl::Status BuildRopeTableF32(const int32_t *positions, int64_t N, int64_t D,
                                double theta, float *cos, float *sin,
                                Stream stream) {
   const char *fn = "BuildRopeTableF32";
-  EMU_RETURN_IF_ERROR(CheckRopeArgs(fn, N, 1, D));
+  RLVR_RETURN_IF_ERROR(CheckRopeArgs(fn, N, 1, D));
   const int64_t half = D / 2;
   if (half > kMaxRopeHalf) {
     return Bad(fn,
@@ -519,12 +514,12 @@ absl::Status BuildRopeTableF32(const int32_t *positions, int64_t N, int64_t D,
     return Bad(fn, absl::StrCat("theta = ", theta, " must be positive"));
   if (N == 0 || D == 0)
     return absl::OkStatus();
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "positions", positions));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "cos", cos));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "sin", sin));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "positions", positions, N));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "cos", cos, N * half));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "sin", sin, N * half));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "positions", positions));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "cos", cos));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "sin", sin));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "positions", positions, N));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "cos", cos, N * half));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "sin", sin, N * half));
   std::vector<float> inv(half);
   for (int64_t j = 0; j < half; ++j) {
     inv[j] = 1.0f / static_cast<float>(std::pow(static_cast<float>(theta),
@@ -572,15 +567,15 @@ namespace {
 template <typename T>
 absl::Status SwiForward(const char *fn, const T *gate, const T *up, int64_t n,
                         T *out, Stream stream) {
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "n", n));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "n", n));
   if (n == 0)
     return absl::OkStatus();
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "gate", gate));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "up", up));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "out", out));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "gate", gate, n));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "up", up, n));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "out", out, n));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "gate", gate));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "up", up));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "out", out));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "gate", gate, n));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "up", up, n));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "out", out, n));
   return Enqueue(fn, stream, [=] {
     for (int64_t i = 0; i < n; ++i) {
       const float g = Load(gate + i), u = Load(up + i);
@@ -593,21 +588,21 @@ template <typename T>
 absl::Status SwiBackward(const char *fn, const T *dout, const T *gate,
                          const T *up, int64_t n, T *dgate, T *dup,
                          Stream stream) {
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "n", n));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "n", n));
   if (n == 0)
     return absl::OkStatus();
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "dout", dout));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "gate", gate));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "up", up));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "dgate", dgate));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "dup", dup));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "dout", dout));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "gate", gate));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "up", up));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "dgate", dgate));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "dup", dup));
   for (const auto &[name, p] :
        {std::pair<const char *, const T *>{"dout", dout},
         {"gate", gate},
         {"up", up},
         {"dgate", dgate},
         {"dup", dup}}) {
-    EMU_RETURN_IF_ERROR(CheckElems(fn, name, p, n));
+    RLVR_RETURN_IF_ERROR(CheckElems(fn, name, p, n));
   }
   return Enqueue(fn, stream, [=] {
     for (int64_t i = 0; i < n; ++i) {
@@ -627,7 +622,7 @@ absl::Status SwigluForwardF32(const float *gate, const float *up, int64_t n,
 }
 absl::Status SwigluForwardF32(const float *gate, const float *up, int64_t n,
                               float *out) {
-  EMU_RETURN_IF_ERROR(SwigluForwardF32(gate, up, n, out, Stream{nullptr}));
+  RLVR_RETURN_IF_ERROR(SwigluForwardF32(gate, up, n, out, Stream{nullptr}));
   return emu::DeviceSynchronize("SwigluForwardF32");
 }
 absl::Status SwigluForwardBf16(const uint16_t *gate, const uint16_t *up,
@@ -652,8 +647,8 @@ absl::Status SwigluBackwardBf16(const uint16_t *dout, const uint16_t *gate,
 namespace {
 absl::Status CheckSoftmax(const char *fn, int64_t R, int64_t V, int64_t valid,
                           double scale) {
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "R", R));
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "V", V));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "R", R));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "V", V));
   if (R > INT32_MAX)
     return Bad(fn, absl::StrCat("R = ", R, " exceeds 2^31-1 rows"));
   if (R > 0 && (valid < 1 || valid > V)) {
@@ -669,21 +664,21 @@ template <typename T>
 absl::Status Stats(const char *fn, const T *logits, const int32_t *target,
                    int64_t R, int64_t V, int64_t valid, double scale,
                    float *lse, float *logprob, float *entropy, Stream stream) {
-  EMU_RETURN_IF_ERROR(CheckSoftmax(fn, R, V, valid, scale));
+  RLVR_RETURN_IF_ERROR(CheckSoftmax(fn, R, V, valid, scale));
   if (R == 0)
     return absl::OkStatus();
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "logits", logits));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "lse", lse));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "logits", logits));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "lse", lse));
   if (logprob != nullptr)
-    EMU_RETURN_IF_ERROR(CheckPtr(fn, "target (needed with logprob)", target));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "logits", logits, R * V));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "lse", lse, R));
+    RLVR_RETURN_IF_ERROR(CheckPtr(fn, "target (needed with logprob)", target));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "logits", logits, R * V));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "lse", lse, R));
   if (logprob != nullptr) {
-    EMU_RETURN_IF_ERROR(CheckElems(fn, "target", target, R));
-    EMU_RETURN_IF_ERROR(CheckElems(fn, "logprob", logprob, R));
+    RLVR_RETURN_IF_ERROR(CheckElems(fn, "target", target, R));
+    RLVR_RETURN_IF_ERROR(CheckElems(fn, "logprob", logprob, R));
   }
   if (entropy != nullptr)
-    EMU_RETURN_IF_ERROR(CheckElems(fn, "entropy", entropy, R));
+    RLVR_RETURN_IF_ERROR(CheckElems(fn, "entropy", entropy, R));
   const float sc = static_cast<float>(scale);
   return Enqueue(fn, stream, [=] {
     for (int64_t r = 0; r < R; ++r) {
@@ -719,26 +714,26 @@ absl::Status Grad(const char *fn, const int32_t *target, const float *lse,
                   const float *entropy, const float *dlogprob,
                   const float *dentropy, int64_t R, int64_t V, int64_t valid,
                   double scale, T *logits, Stream stream) {
-  EMU_RETURN_IF_ERROR(CheckSoftmax(fn, R, V, valid, scale));
+  RLVR_RETURN_IF_ERROR(CheckSoftmax(fn, R, V, valid, scale));
   if (R == 0)
     return absl::OkStatus();
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "logits", logits));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "lse", lse));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "logits", logits));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "lse", lse));
   if (dentropy != nullptr) {
-    EMU_RETURN_IF_ERROR(
+    RLVR_RETURN_IF_ERROR(
         CheckPtr(fn, "entropy (needed with dentropy)", entropy));
   }
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "logits", logits, R * V));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "lse", lse, R));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "logits", logits, R * V));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "lse", lse, R));
   if (target != nullptr)
-    EMU_RETURN_IF_ERROR(CheckElems(fn, "target", target, R));
+    RLVR_RETURN_IF_ERROR(CheckElems(fn, "target", target, R));
   if (entropy != nullptr && dentropy != nullptr) {
-    EMU_RETURN_IF_ERROR(CheckElems(fn, "entropy", entropy, R));
+    RLVR_RETURN_IF_ERROR(CheckElems(fn, "entropy", entropy, R));
   }
   if (dlogprob != nullptr)
-    EMU_RETURN_IF_ERROR(CheckElems(fn, "dlogprob", dlogprob, R));
+    RLVR_RETURN_IF_ERROR(CheckElems(fn, "dlogprob", dlogprob, R));
   if (dentropy != nullptr)
-    EMU_RETURN_IF_ERROR(CheckElems(fn, "dentropy", dentropy, R));
+    RLVR_RETURN_IF_ERROR(CheckElems(fn, "dentropy", dentropy, R));
   const float sc = static_cast<float>(scale);
   return Enqueue(fn, stream, [=] {
     for (int64_t r = 0; r < R; ++r) {
@@ -858,16 +853,16 @@ AdamWMultiTensor::Create(const std::vector<AdamWTensor> &tensors) {
   for (size_t i = 0; i < tensors.size(); ++i) {
     const AdamWTensor &t = tensors[i];
     const std::string name = absl::StrCat("tensor ", i);
-    EMU_RETURN_IF_ERROR(
+    RLVR_RETURN_IF_ERROR(
         CheckElems(fn, (name + " param").c_str(), t.param, t.numel));
-    EMU_RETURN_IF_ERROR(
+    RLVR_RETURN_IF_ERROR(
         CheckElems(fn, (name + " grad").c_str(), t.grad, t.numel));
-    EMU_RETURN_IF_ERROR(
+    RLVR_RETURN_IF_ERROR(
         CheckElems(fn, (name + " exp_avg").c_str(), t.exp_avg, t.numel));
-    EMU_RETURN_IF_ERROR(
+    RLVR_RETURN_IF_ERROR(
         CheckElems(fn, (name + " exp_avg_sq").c_str(), t.exp_avg_sq, t.numel));
     if (t.param_bf16 != nullptr) {
-      EMU_RETURN_IF_ERROR(CheckElems(fn, (name + " param_bf16").c_str(),
+      RLVR_RETURN_IF_ERROR(CheckElems(fn, (name + " param_bf16").c_str(),
                                      t.param_bf16, t.numel));
     }
     impl->num_chunks += (t.numel + kAdamChunk - 1) / kAdamChunk;
@@ -875,7 +870,7 @@ AdamWMultiTensor::Create(const std::vector<AdamWTensor> &tensors) {
   }
   // The real Create uploads the tables with blocking copies (cudaMalloc +
   // cudaMemcpy).
-  EMU_RETURN_IF_ERROR(emu::SynchronizeStream(fn, nullptr));
+  RLVR_RETURN_IF_ERROR(emu::SynchronizeStream(fn, nullptr));
   return std::unique_ptr<AdamWMultiTensor>(
       new AdamWMultiTensor(std::move(impl)));
 }
@@ -907,7 +902,7 @@ absl::Status AdamWMultiTensor::Step(const AdamWStepConfig &c, Stream stream) {
   const double max_grad_norm = c.max_grad_norm;
   const std::vector<AdamWTensor> tensors = impl_->tensors;
   std::shared_ptr<AdamWStepResult> result = impl_->result;
-  EMU_RETURN_IF_ERROR(Enqueue(fn, stream, [=] {
+  RLVR_RETURN_IF_ERROR(Enqueue(fn, stream, [=] {
     NormAndClip(tensors, max_grad_norm, result.get());
     if (result->skipped)
       return;
@@ -936,9 +931,9 @@ absl::StatusOr<double> AdamWMultiTensor::GradNorm(Stream stream) {
   const char *fn = "AdamWMultiTensor::GradNorm";
   const std::vector<AdamWTensor> tensors = impl_->tensors;
   std::shared_ptr<AdamWStepResult> result = impl_->result;
-  EMU_RETURN_IF_ERROR(
+  RLVR_RETURN_IF_ERROR(
       Enqueue(fn, stream, [=] { NormAndClip(tensors, 0.0, result.get()); }));
-  EMU_RETURN_IF_ERROR(emu::SynchronizeStream(fn, stream));
+  RLVR_RETURN_IF_ERROR(emu::SynchronizeStream(fn, stream));
   impl_->stepped = false;
   return result->grad_norm;
 }
@@ -950,7 +945,7 @@ AdamWMultiTensor::LastStepResult(Stream stream) {
     return absl::FailedPreconditionError(absl::StrCat(
         fn, ": no Step since creation or since the last GradNorm"));
   }
-  EMU_RETURN_IF_ERROR(emu::SynchronizeStream(fn, stream));
+  RLVR_RETURN_IF_ERROR(emu::SynchronizeStream(fn, stream));
   return *impl_->result;
 }
 
@@ -958,9 +953,9 @@ AdamWMultiTensor::LastStepResult(Stream stream) {
 
 namespace {
 absl::Status CheckEmbedding(const char *fn, int64_t N, int64_t V, int64_t C) {
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "N", N));
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "V", V));
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "C", C));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "N", N));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "V", V));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "C", C));
   return absl::OkStatus();
 }
 
@@ -968,16 +963,16 @@ template <typename T>
 absl::Status EmbForward(const char *fn, const int32_t *ids, const T *table,
                         int64_t N, int64_t V, int64_t C, T *out,
                         Stream stream) {
-  EMU_RETURN_IF_ERROR(CheckEmbedding(fn, N, V, C));
+  RLVR_RETURN_IF_ERROR(CheckEmbedding(fn, N, V, C));
   if (N == 0 || C == 0)
     return absl::OkStatus();
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "ids", ids));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "out", out));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "ids", ids));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "out", out));
   if (V > 0)
-    EMU_RETURN_IF_ERROR(CheckPtr(fn, "table", table));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "ids", ids, N));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "table", table, V * C));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "out", out, N * C));
+    RLVR_RETURN_IF_ERROR(CheckPtr(fn, "table", table));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "ids", ids, N));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "table", table, V * C));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "out", out, N * C));
   return Enqueue(fn, stream, [=] {
     for (int64_t n = 0; n < N; ++n) {
       const int32_t id = ids[n];
@@ -994,15 +989,15 @@ template <typename T>
 absl::Status EmbBackward(const char *fn, const int32_t *ids, const T *dout,
                          int64_t N, int64_t V, int64_t C, float *dtable,
                          Stream stream) {
-  EMU_RETURN_IF_ERROR(CheckEmbedding(fn, N, V, C));
+  RLVR_RETURN_IF_ERROR(CheckEmbedding(fn, N, V, C));
   if (N == 0 || C == 0 || V == 0)
     return absl::OkStatus();
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "ids", ids));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "dout", dout));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "dtable", dtable));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "ids", ids, N));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "dout", dout, N * C));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "dtable", dtable, V * C));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "ids", ids));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "dout", dout));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "dtable", dtable));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "ids", ids, N));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "dout", dout, N * C));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "dtable", dtable, V * C));
   return Enqueue(fn, stream, [=] {
     for (int64_t n = 0; n < N; ++n) {
       const int32_t id = ids[n];
@@ -1030,15 +1025,15 @@ absl::Status EmbeddingForwardBf16(const int32_t *ids, const uint16_t *table,
 absl::Status ValidateTokenIds(const int32_t *ids, int64_t N, int64_t V,
                               Stream stream) {
   const char *fn = "ValidateTokenIds";
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "N", N));
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "V", V));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "N", N));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "V", V));
   if (N == 0)
     return absl::OkStatus();
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "ids", ids));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "ids", ids, N));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "ids", ids));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "ids", ids, N));
   // The real one cudaMallocs a flag and synchronizes the stream.
-  EMU_RETURN_IF_ERROR(emu::ForbiddenWhileCapturing(fn));
-  EMU_RETURN_IF_ERROR(emu::SynchronizeStream(fn, stream));
+  RLVR_RETURN_IF_ERROR(emu::ForbiddenWhileCapturing(fn));
+  RLVR_RETURN_IF_ERROR(emu::SynchronizeStream(fn, stream));
   for (int64_t n = 0; n < N; ++n) {
     if (ids[n] < 0 || ids[n] >= V) {
       return absl::InvalidArgumentError(

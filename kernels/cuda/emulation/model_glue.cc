@@ -6,15 +6,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/status.h"
 #include "kernels/cuda/emulation/emu.h"
 #include "kernels/cuda/model_glue.h"
 
-#define EMU_RETURN_IF_ERROR(expr)                                              \
-  do {                                                                         \
-    ::absl::Status emu_status_ = (expr);                                       \
-    if (!emu_status_.ok())                                                     \
-      return emu_status_;                                                      \
-  } while (0)
 
 namespace rlvr::kernels::cuda {
 namespace {
@@ -41,14 +36,14 @@ absl::Status CheckPtr(const char *fn, const char *name, const void *p) {
 template <typename T>
 absl::Status SwigluPaired(const char *fn, const T *gu, int64_t N, int64_t I,
                           uint16_t *out, Stream stream) {
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "N", N));
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "I", I));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "N", N));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "I", I));
   if (N == 0 || I == 0)
     return absl::OkStatus();
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "gu", gu));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "out", out));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "gu", gu, N * 2 * I));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "out", out, N * I));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "gu", gu));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "out", out));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "gu", gu, N * 2 * I));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "out", out, N * I));
   return Enqueue(fn, stream, [=] {
     for (int64_t n = 0; n < N; ++n) {
       for (int64_t i = 0; i < I; ++i) {
@@ -65,13 +60,13 @@ absl::Status SwigluPaired(const char *fn, const T *gu, int64_t N, int64_t I,
 absl::Status ConvertF32ToBf16(const float *x, int64_t n, uint16_t *y,
                               Stream stream) {
   constexpr const char *fn = "ConvertF32ToBf16";
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "n", n));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "n", n));
   if (n == 0)
     return absl::OkStatus();
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "x", x));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "y", y));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "x", x, n));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "y", y, n));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "x", x));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "y", y));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "x", x, n));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "y", y, n));
   return Enqueue(fn, stream, [=] {
     for (int64_t i = 0; i < n; ++i)
       y[i] = emu::ToBf(x[i]);
@@ -82,20 +77,20 @@ absl::Status RmsNormF32ToBf16(const float *x, const float *w, int64_t R,
                               int64_t C, double eps, uint16_t *y, float *rstd,
                               Stream stream) {
   constexpr const char *fn = "RmsNormF32ToBf16";
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "R", R));
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "C", C));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "R", R));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "C", C));
   if (R == 0 || C == 0)
     return absl::OkStatus();
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "x", x));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "w", w));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "y", y));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "x", x));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "w", w));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "y", y));
   if (R > 0x7fffffff)
     return Bad(fn, "R above 2^31 - 1");
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "x", x, R * C));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "w", w, C));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "y", y, R * C));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "x", x, R * C));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "w", w, C));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "y", y, R * C));
   if (rstd != nullptr)
-    EMU_RETURN_IF_ERROR(CheckElems(fn, "rstd", rstd, R));
+    RLVR_RETURN_IF_ERROR(CheckElems(fn, "rstd", rstd, R));
   const float epsf = static_cast<float>(eps);
   return Enqueue(fn, stream, [=] {
     for (int64_t r = 0; r < R; ++r) {
@@ -118,9 +113,9 @@ absl::Status QkvPrepare(const float *qkv, const float *bias,
                         int64_t H, int64_t Hkv, int64_t D, uint16_t *q,
                         uint16_t *k, uint16_t *v, Stream stream) {
   constexpr const char *fn = "QkvPrepare";
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "N", N));
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "H", H));
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "Hkv", Hkv));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "N", N));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "H", H));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "Hkv", Hkv));
   if (D <= 0 || D % 2 != 0 || D > kMaxHeadDim) {
     return Bad(fn,
                absl::StrCat("head dim D = ", D, " must be even, in [2, 256]"));
@@ -132,25 +127,25 @@ absl::Status QkvPrepare(const float *qkv, const float *bias,
   if ((q_norm == nullptr) != (k_norm == nullptr)) {
     return Bad(fn, "q_norm and k_norm must both be given or both be null");
   }
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "qkv", qkv));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "cos", cos));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "sin", sin));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "q", q));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "k", k));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "v", v));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "qkv", qkv));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "cos", cos));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "sin", sin));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "q", q));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "k", k));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "v", v));
   const int64_t heads = H + 2 * Hkv, half = D / 2;
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "qkv", qkv, N * heads * D));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "qkv", qkv, N * heads * D));
   if (bias != nullptr)
-    EMU_RETURN_IF_ERROR(CheckElems(fn, "bias", bias, heads * D));
+    RLVR_RETURN_IF_ERROR(CheckElems(fn, "bias", bias, heads * D));
   if (q_norm != nullptr) {
-    EMU_RETURN_IF_ERROR(CheckElems(fn, "q_norm", q_norm, D));
-    EMU_RETURN_IF_ERROR(CheckElems(fn, "k_norm", k_norm, D));
+    RLVR_RETURN_IF_ERROR(CheckElems(fn, "q_norm", q_norm, D));
+    RLVR_RETURN_IF_ERROR(CheckElems(fn, "k_norm", k_norm, D));
   }
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "cos", cos, N * half));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "sin", sin, N * half));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "q", q, N * H * D));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "k", k, N * Hkv * D));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "v", v, N * Hkv * D));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "cos", cos, N * half));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "sin", sin, N * half));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "q", q, N * H * D));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "k", k, N * Hkv * D));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "v", v, N * Hkv * D));
   const float epsf = static_cast<float>(eps);
   return Enqueue(fn, stream, [=] {
     std::vector<float> x(D);
@@ -196,9 +191,9 @@ absl::Status QkvPrepareBackward(const uint16_t *dq, const uint16_t *dk,
                                 int64_t H, int64_t Hkv, int64_t D, float *dqkv,
                                 float *dnorm_rows, Stream stream) {
   constexpr const char *fn = "QkvPrepareBackward";
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "N", N));
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "H", H));
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "Hkv", Hkv));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "N", N));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "H", H));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "Hkv", Hkv));
   if (D <= 0 || D % 2 != 0 || D > kMaxHeadDim) {
     return Bad(fn,
                absl::StrCat("head dim D = ", D, " must be even, in [2, 256]"));
@@ -214,30 +209,30 @@ absl::Status QkvPrepareBackward(const uint16_t *dq, const uint16_t *dk,
   if ((q_norm == nullptr) != (k_norm == nullptr)) {
     return Bad(fn, "q_norm and k_norm must both be given or both be null");
   }
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "dq", dq));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "dk", dk));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "dv", dv));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "qkv", qkv));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "cos", cos));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "sin", sin));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "dqkv", dqkv));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "dq", dq));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "dk", dk));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "dv", dv));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "qkv", qkv));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "cos", cos));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "sin", sin));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "dqkv", dqkv));
   if (q_norm != nullptr)
-    EMU_RETURN_IF_ERROR(CheckPtr(fn, "dnorm_rows", dnorm_rows));
+    RLVR_RETURN_IF_ERROR(CheckPtr(fn, "dnorm_rows", dnorm_rows));
   const int64_t heads = H + 2 * Hkv, half = D / 2;
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "dq", dq, N * H * D));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "dk", dk, N * Hkv * D));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "dv", dv, N * Hkv * D));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "qkv", qkv, N * heads * D));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "dq", dq, N * H * D));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "dk", dk, N * Hkv * D));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "dv", dv, N * Hkv * D));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "qkv", qkv, N * heads * D));
   if (bias != nullptr)
-    EMU_RETURN_IF_ERROR(CheckElems(fn, "bias", bias, heads * D));
+    RLVR_RETURN_IF_ERROR(CheckElems(fn, "bias", bias, heads * D));
   if (q_norm != nullptr) {
-    EMU_RETURN_IF_ERROR(CheckElems(fn, "q_norm", q_norm, D));
-    EMU_RETURN_IF_ERROR(CheckElems(fn, "k_norm", k_norm, D));
-    EMU_RETURN_IF_ERROR(CheckElems(fn, "dnorm_rows", dnorm_rows, N * 2 * D));
+    RLVR_RETURN_IF_ERROR(CheckElems(fn, "q_norm", q_norm, D));
+    RLVR_RETURN_IF_ERROR(CheckElems(fn, "k_norm", k_norm, D));
+    RLVR_RETURN_IF_ERROR(CheckElems(fn, "dnorm_rows", dnorm_rows, N * 2 * D));
   }
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "cos", cos, N * half));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "sin", sin, N * half));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "dqkv", dqkv, N * heads * D));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "cos", cos, N * half));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "sin", sin, N * half));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "dqkv", dqkv, N * heads * D));
   const float epsf = static_cast<float>(eps);
   return Enqueue(fn, stream, [=] {
     std::vector<float> a(D), db(D), wq(D), wk(D);
@@ -296,18 +291,18 @@ absl::Status QkvPrepareBackward(const uint16_t *dq, const uint16_t *dk,
 absl::Status ColumnSumF32(const float *x, int64_t R, int64_t C, int64_t ldx,
                           float *out, Stream stream) {
   constexpr const char *fn = "ColumnSumF32";
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "R", R));
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "C", C));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "R", R));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "C", C));
   if (ldx < C)
     return Bad(fn, absl::StrCat("ldx = ", ldx, " is below C = ", C));
   if (C == 0)
     return absl::OkStatus();
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "out", out));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "out", out));
   if (R == 0)
     return absl::OkStatus();
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "x", x));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "x", x, emu::Span(R, C, ldx)));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "out", out, C));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "x", x));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "x", x, emu::Span(R, C, ldx)));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "out", out, C));
   return Enqueue(fn, stream, [=] {
     for (int64_t c = 0; c < C; ++c) {
       float s = 0.0f;
@@ -322,16 +317,16 @@ absl::Status SwigluPairedBackwardF32ToBf16(const float *dact, const float *gu,
                                            int64_t N, int64_t I, uint16_t *dgu,
                                            Stream stream) {
   constexpr const char *fn = "SwigluPairedBackwardF32ToBf16";
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "N", N));
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "I", I));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "N", N));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "I", I));
   if (N == 0 || I == 0)
     return absl::OkStatus();
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "dact", dact));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "gu", gu));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "dgu", dgu));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "dact", dact, N * I));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "gu", gu, N * 2 * I));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "dgu", dgu, N * 2 * I));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "dact", dact));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "gu", gu));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "dgu", dgu));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "dact", dact, N * I));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "gu", gu, N * 2 * I));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "dgu", dgu, N * 2 * I));
   return Enqueue(fn, stream, [=] {
     for (int64_t n = 0; n < N; ++n) {
       for (int64_t i = 0; i < I; ++i) {
@@ -358,14 +353,14 @@ absl::Status SwigluPairedBf16(const uint16_t *gu, int64_t N, int64_t I,
 absl::Status AddRowBiasF32(const float *bias, int64_t N, int64_t C, float *y,
                            Stream stream) {
   constexpr const char *fn = "AddRowBiasF32";
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "N", N));
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "C", C));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "N", N));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "C", C));
   if (N == 0 || C == 0)
     return absl::OkStatus();
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "bias", bias));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "y", y));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "bias", bias, C));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "y", y, N * C));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "bias", bias));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "y", y));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "bias", bias, C));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "y", y, N * C));
   return Enqueue(fn, stream, [=] {
     for (int64_t n = 0; n < N; ++n) {
       for (int64_t c = 0; c < C; ++c)
@@ -377,13 +372,13 @@ absl::Status AddRowBiasF32(const float *bias, int64_t N, int64_t C, float *y,
 absl::Status AddBf16ToF32(const uint16_t *y, int64_t n, float *x,
                           Stream stream) {
   constexpr const char *fn = "AddBf16ToF32";
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "n", n));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "n", n));
   if (n == 0)
     return absl::OkStatus();
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "y", y));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "x", x));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "y", y, n));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "x", x, n));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "y", y));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "x", x));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "y", y, n));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "x", x, n));
   return Enqueue(fn, stream, [=] {
     for (int64_t i = 0; i < n; ++i)
       x[i] += emu::Bf(y[i]);
@@ -393,7 +388,7 @@ absl::Status AddBf16ToF32(const uint16_t *y, int64_t n, float *x,
 absl::Status ArgmaxRows(const float *logits, int64_t R, int64_t V,
                         int64_t valid, int32_t *out, Stream stream) {
   constexpr const char *fn = "ArgmaxRows";
-  EMU_RETURN_IF_ERROR(CheckSize(fn, "R", R));
+  RLVR_RETURN_IF_ERROR(CheckSize(fn, "R", R));
   if (R == 0)
     return absl::OkStatus();
   if (V <= 0 || valid < 1 || valid > V || V > 0x7fffffff) {
@@ -402,10 +397,10 @@ absl::Status ArgmaxRows(const float *logits, int64_t R, int64_t V,
   }
   if (R > 0x7fffffff)
     return Bad(fn, "R above 2^31 - 1");
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "logits", logits));
-  EMU_RETURN_IF_ERROR(CheckPtr(fn, "out", out));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "logits", logits, R * V));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "out", out, R));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "logits", logits));
+  RLVR_RETURN_IF_ERROR(CheckPtr(fn, "out", out));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "logits", logits, R * V));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "out", out, R));
   return Enqueue(fn, stream, [=] {
     for (int64_t r = 0; r < R; ++r) {
       int32_t best = 0;

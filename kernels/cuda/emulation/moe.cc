@@ -12,15 +12,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/attn_moe_args.h"
+#include "core/status.h"
 #include "kernels/cuda/emulation/emu.h"
 #include "kernels/cuda/moe.h"
 
-#define EMU_RETURN_IF_ERROR(expr)                                              \
-  do {                                                                         \
-    ::absl::Status emu_status_ = (expr);                                       \
-    if (!emu_status_.ok())                                                     \
-      return emu_status_;                                                      \
-  } while (0)
 
 namespace rlvr::kernels::cuda {
 namespace {
@@ -101,14 +96,14 @@ template <typename T> std::vector<float> Widen(const T *p, int64_t n) {
 template <typename T>
 absl::Status Gather(const char *fn, const T *x, const int32_t *order, int64_t N,
                     int64_t K, int64_t C, T *xe, Stream stream) {
-  EMU_RETURN_IF_ERROR(CheckNK(fn, N, K, C));
+  RLVR_RETURN_IF_ERROR(CheckNK(fn, N, K, C));
   if (N == 0)
     return absl::OkStatus();
   if (!x || !order || !xe)
     return Bad(fn, "null x, order or xe");
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "x", x, N * C));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "order", order, N * K));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "xe", xe, N * K * C));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "x", x, N * C));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "order", order, N * K));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "xe", xe, N * K * C));
   return Enqueue(fn, stream, [=] {
     for (int64_t i = 0; i < N * K; ++i) {
       const int64_t a = order[i];
@@ -123,14 +118,14 @@ template <typename T, typename U>
 absl::Status GatherBackward(const char *fn, const T *dxe, const int32_t *pos,
                             int64_t N, int64_t K, int64_t C, U *dx,
                             Stream stream) {
-  EMU_RETURN_IF_ERROR(CheckNK(fn, N, K, C));
+  RLVR_RETURN_IF_ERROR(CheckNK(fn, N, K, C));
   if (N == 0)
     return absl::OkStatus();
   if (!dxe || !pos || !dx)
     return Bad(fn, "null dxe, slot_pos or dx");
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "dxe", dxe, N * K * C));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "slot_pos", pos, N * K));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "dx", dx, N * C));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "dxe", dxe, N * K * C));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "slot_pos", pos, N * K));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "dx", dx, N * C));
   return Enqueue(fn, stream, [=] {
     for (int64_t n = 0; n < N; ++n) {
       for (int64_t c = 0; c < C; ++c) {
@@ -147,15 +142,15 @@ template <typename T>
 absl::Status Combine(const char *fn, const T *ye, const float *w,
                      const int32_t *pos, int64_t N, int64_t K, int64_t C, T *y,
                      Stream stream) {
-  EMU_RETURN_IF_ERROR(CheckNK(fn, N, K, C));
+  RLVR_RETURN_IF_ERROR(CheckNK(fn, N, K, C));
   if (N == 0)
     return absl::OkStatus();
   if (!ye || !w || !pos || !y)
     return Bad(fn, "null ye, topk_weights, slot_pos or y");
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "ye", ye, N * K * C));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "topk_weights", w, N * K));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "slot_pos", pos, N * K));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "y", y, N * C));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "ye", ye, N * K * C));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "topk_weights", w, N * K));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "slot_pos", pos, N * K));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "y", y, N * C));
   return Enqueue(fn, stream, [=] {
     for (int64_t n = 0; n < N; ++n) {
       for (int64_t c = 0; c < C; ++c) {
@@ -174,18 +169,18 @@ absl::Status CombineBackward(const char *fn, const T *dy, const T *ye,
                              const float *w, const int32_t *pos, int64_t N,
                              int64_t K, int64_t C, float *dweights, T *dye,
                              Stream stream) {
-  EMU_RETURN_IF_ERROR(CheckNK(fn, N, K, C));
+  RLVR_RETURN_IF_ERROR(CheckNK(fn, N, K, C));
   if (N == 0)
     return absl::OkStatus();
   if (!dy || !ye || !w || !pos || !dweights || !dye) {
     return Bad(fn, "null dy, ye, topk_weights, slot_pos, dweights or dye");
   }
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "dy", dy, N * C));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "ye", ye, N * K * C));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "topk_weights", w, N * K));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "slot_pos", pos, N * K));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "dweights", dweights, N * K));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "dye", dye, N * K * C));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "dy", dy, N * C));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "ye", ye, N * K * C));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "topk_weights", w, N * K));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "slot_pos", pos, N * K));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "dweights", dweights, N * K));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "dye", dye, N * K * C));
   return Enqueue(fn, stream, [=] {
     for (int64_t n = 0; n < N; ++n) {
       for (int64_t k = 0; k < K; ++k) {
@@ -207,13 +202,13 @@ absl::Status GroupedGemm(const char *fn, const T *x, const T *w,
                          const int32_t *expert_offset, int64_t E, int64_t M_max,
                          int64_t Nout, int64_t Kin, bool trans_w, T *y,
                          Stream stream) {
-  EMU_RETURN_IF_ERROR(CheckGrouped(fn, E, M_max, Nout, Kin));
+  RLVR_RETURN_IF_ERROR(CheckGrouped(fn, E, M_max, Nout, Kin));
   if (M_max == 0)
     return absl::OkStatus();
   if (!x || !w || !expert_offset || !y)
     return Bad(fn, "null x, w, expert_offset or y");
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "w", w, E * Nout * Kin));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "expert_offset", expert_offset, E + 1));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "w", w, E * Nout * Kin));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "expert_offset", expert_offset, E + 1));
   return Enqueue(fn, stream, [=] {
     const std::vector<int64_t> off = Offsets(fn, expert_offset, E, M_max);
     const int64_t M = off[E];
@@ -243,13 +238,13 @@ absl::Status GroupedWeightGrad(const char *fn, const T *dy, const T *x,
                                const int32_t *expert_offset, int64_t E,
                                int64_t M_max, int64_t Nout, int64_t Kin,
                                float *dw, Stream stream) {
-  EMU_RETURN_IF_ERROR(CheckGrouped(fn, E, M_max, Nout, Kin));
+  RLVR_RETURN_IF_ERROR(CheckGrouped(fn, E, M_max, Nout, Kin));
   if (M_max == 0)
     return absl::OkStatus();
   if (!dy || !x || !expert_offset || !dw)
     return Bad(fn, "null dy, x, expert_offset or dw");
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "dw", dw, E * Nout * Kin));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "expert_offset", expert_offset, E + 1));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "dw", dw, E * Nout * Kin));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "expert_offset", expert_offset, E + 1));
   return Enqueue(fn, stream, [=] {
     const std::vector<int64_t> off = Offsets(fn, expert_offset, E, M_max);
     const int64_t M = off[E];
@@ -274,16 +269,16 @@ absl::Status MoeRouterTopK(const float *logits, int64_t N, int64_t E, int64_t K,
                            float *probs, int32_t *topk_experts,
                            float *topk_weights, Stream stream) {
   const char *fn = "MoeRouterTopK";
-  EMU_RETURN_IF_ERROR(CheckRouter(fn, N, E, K));
+  RLVR_RETURN_IF_ERROR(CheckRouter(fn, N, E, K));
   if (N == 0)
     return absl::OkStatus();
   if (!logits || !probs || !topk_experts || !topk_weights) {
     return Bad(fn, "null logits, probs, topk_experts or topk_weights");
   }
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "logits", logits, N * E));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "probs", probs, N * E));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "topk_experts", topk_experts, N * K));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "topk_weights", topk_weights, N * K));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "logits", logits, N * E));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "probs", probs, N * E));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "topk_experts", topk_experts, N * K));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "topk_weights", topk_weights, N * K));
   const float rsf = static_cast<float>(routed_scaling_factor);
   return Enqueue(fn, stream, [=] {
     std::vector<char> taken(E);
@@ -334,18 +329,18 @@ absl::Status MoeRouterBackward(const float *probs, const int32_t *topk_experts,
                                double routed_scaling_factor, float *dlogits,
                                Stream stream) {
   const char *fn = "MoeRouterBackward";
-  EMU_RETURN_IF_ERROR(CheckRouter(fn, N, E, K));
+  RLVR_RETURN_IF_ERROR(CheckRouter(fn, N, E, K));
   if (N == 0)
     return absl::OkStatus();
   if (!probs || !topk_experts || !dweights || !dlogits) {
     return Bad(fn, "null probs, topk_experts, dweights or dlogits");
   }
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "probs", probs, N * E));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "topk_experts", topk_experts, N * K));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "dweights", dweights, N * K));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "dlogits", dlogits, N * E));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "probs", probs, N * E));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "topk_experts", topk_experts, N * K));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "dweights", dweights, N * K));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "dlogits", dlogits, N * E));
   if (aux_coef != nullptr)
-    EMU_RETURN_IF_ERROR(CheckElems(fn, "aux_coef", aux_coef, E));
+    RLVR_RETURN_IF_ERROR(CheckElems(fn, "aux_coef", aux_coef, E));
   const float rsf = static_cast<float>(routed_scaling_factor);
   return Enqueue(fn, stream, [=] {
     std::vector<float> ds(E);
@@ -381,17 +376,17 @@ absl::Status MoePermute(const int32_t *topk_experts, int64_t N, int64_t K,
                         int64_t E, int32_t *expert_offset, int32_t *order,
                         int32_t *slot_pos, Stream stream) {
   const char *fn = "MoePermute";
-  EMU_RETURN_IF_ERROR(CheckRouter(fn, N, E, K));
+  RLVR_RETURN_IF_ERROR(CheckRouter(fn, N, E, K));
   if (!expert_offset)
     return Bad(fn, "null expert_offset");
   if (N > 0 && (!topk_experts || !order || !slot_pos)) {
     return Bad(fn, "null topk_experts, order or slot_pos");
   }
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "expert_offset", expert_offset, E + 1));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "expert_offset", expert_offset, E + 1));
   if (N > 0) {
-    EMU_RETURN_IF_ERROR(CheckElems(fn, "topk_experts", topk_experts, N * K));
-    EMU_RETURN_IF_ERROR(CheckElems(fn, "order", order, N * K));
-    EMU_RETURN_IF_ERROR(CheckElems(fn, "slot_pos", slot_pos, N * K));
+    RLVR_RETURN_IF_ERROR(CheckElems(fn, "topk_experts", topk_experts, N * K));
+    RLVR_RETURN_IF_ERROR(CheckElems(fn, "order", order, N * K));
+    RLVR_RETURN_IF_ERROR(CheckElems(fn, "slot_pos", slot_pos, N * K));
   }
   return Enqueue(fn, stream, [=] {
     const int64_t A = N * K;
@@ -425,16 +420,16 @@ absl::Status MoeRoutingStats(const float *probs, const int32_t *topk_experts,
                              int64_t *expert_count, double *prob_sum,
                              Stream stream) {
   const char *fn = "MoeRoutingStats";
-  EMU_RETURN_IF_ERROR(CheckRouter(fn, N, E, K));
+  RLVR_RETURN_IF_ERROR(CheckRouter(fn, N, E, K));
   if (!expert_count || !prob_sum)
     return Bad(fn, "null expert_count or prob_sum");
   if (N > 0 && (!probs || !topk_experts))
     return Bad(fn, "null probs or topk_experts");
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "expert_count", expert_count, E));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "prob_sum", prob_sum, E));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "expert_count", expert_count, E));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "prob_sum", prob_sum, E));
   if (N > 0) {
-    EMU_RETURN_IF_ERROR(CheckElems(fn, "probs", probs, N * E));
-    EMU_RETURN_IF_ERROR(CheckElems(fn, "topk_experts", topk_experts, N * K));
+    RLVR_RETURN_IF_ERROR(CheckElems(fn, "probs", probs, N * E));
+    RLVR_RETURN_IF_ERROR(CheckElems(fn, "topk_experts", topk_experts, N * K));
   }
   return Enqueue(fn, stream, [=] {
     for (int64_t e = 0; e < E; ++e) {
@@ -550,16 +545,16 @@ absl::Status MoeApplyForcedExperts(const float *probs, const int32_t *forced, in
                                    double routed_scaling_factor, int32_t *topk_experts,
                                    float *topk_weights, Stream stream) {
   const char *fn = "MoeApplyForcedExperts";
-  EMU_RETURN_IF_ERROR(CheckRouter(fn, N, E, K));
+  RLVR_RETURN_IF_ERROR(CheckRouter(fn, N, E, K));
   if (N == 0)
     return absl::OkStatus();
   if (!probs || !forced || !topk_experts || !topk_weights) {
     return Bad(fn, "null probs, forced, topk_experts or topk_weights");
   }
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "probs", probs, N * E));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "forced", forced, N * K));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "topk_experts", topk_experts, N * K));
-  EMU_RETURN_IF_ERROR(CheckElems(fn, "topk_weights", topk_weights, N * K));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "probs", probs, N * E));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "forced", forced, N * K));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "topk_experts", topk_experts, N * K));
+  RLVR_RETURN_IF_ERROR(CheckElems(fn, "topk_weights", topk_weights, N * K));
   const float rsf = static_cast<float>(routed_scaling_factor);
   return Enqueue(fn, stream, [=] {
     for (int64_t n = 0; n < N; ++n) {
@@ -600,7 +595,7 @@ absl::Status MoeGroupedGemmBf16Tc(const uint16_t *x, const uint16_t *w,
                                   const int32_t *expert_offset, int64_t E, int64_t M_max,
                                   int64_t Nout, int64_t Kin, bool trans_w, uint16_t *y,
                                   Stream stream) {
-  EMU_RETURN_IF_ERROR(CheckTcAlignment("MoeGroupedGemmBf16Tc", Nout, Kin, {x, w, y}));
+  RLVR_RETURN_IF_ERROR(CheckTcAlignment("MoeGroupedGemmBf16Tc", Nout, Kin, {x, w, y}));
   return GroupedGemm<uint16_t>("MoeGroupedGemmBf16Tc", x, w, expert_offset, E, M_max, Nout,
                                Kin, trans_w, y, stream);
 }
@@ -608,7 +603,7 @@ absl::Status MoeGroupedGemmWeightGradBf16Tc(const uint16_t *dy, const uint16_t *
                                             const int32_t *expert_offset, int64_t E,
                                             int64_t M_max, int64_t Nout, int64_t Kin, float *dw,
                                             Stream stream) {
-  EMU_RETURN_IF_ERROR(
+  RLVR_RETURN_IF_ERROR(
       CheckTcAlignment("MoeGroupedGemmWeightGradBf16Tc", Nout, Kin, {dy, x}));
   return GroupedWeightGrad<uint16_t>("MoeGroupedGemmWeightGradBf16Tc", dy, x, expert_offset, E,
                                      M_max, Nout, Kin, dw, stream);
